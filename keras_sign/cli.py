@@ -1,0 +1,150 @@
+"""The `keras-sign` command line. Each command is thin and calls one function.
+
+    keras-sign train                       # MobileNetV3-Small on the embedded digits sample
+    keras-sign train --data-dir ../shared/data/massey_asl_hands --split signer --epochs 1
+    keras-sign evaluate runs/digits-mobilenetv3_small-20261125-120000
+    keras-sign data validate PATH
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from keras_sign import __version__
+from keras_sign.backend import CHOICES as BACKEND_CHOICES
+from keras_sign.backend import select_backend
+from keras_sign.errors import KerasSignError
+
+
+class _Group(click.Group):
+    """Turn a `KerasSignError` into click's one-line `Error: ...` and exit status 1, without a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KerasSignError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="keras-sign")
+def cli():
+    """Train, evaluate and ship sign-language image classifiers (Keras 3)."""
+    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)
+    logging.getLogger("keras_sign").setLevel(logging.INFO)
+
+
+def _backend_option(command):
+    return click.option(
+        "--backend",
+        type=click.Choice(BACKEND_CHOICES),
+        default=None,
+        help="Keras backend; auto (default) picks JAX on GPU/TPU, TensorFlow on CPU. KERAS_BACKEND wins.",
+    )(command)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(), help="YAML file of settings; flags override it.")
+@click.option("--arch", help="Architecture name (default mobilenetv3_small).")
+@click.option("--dataset", help="Named dataset: digits (embedded, default), numbers, alphabet, fingerspelling.")
+@click.option("--data-dir", help="Your own folder: ROOT/CLASS/image or ROOT/SIGNER/CLASS/image.")
+@click.option("--classes", help="Classes to use: 'all' or a comma-separated list (default: the dataset's own).")
+@click.option("--split", type=click.Choice(["auto", "stratified", "signer"]), help="How to split train/val/test.")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float, help="Adam learning rate.")
+@click.option("--image-size", type=int, help="Side of the square model input in pixels (>= 32).")
+@click.option("--seed", type=int)
+@click.option("--augment/--no-augment", default=None, help="Training augmentation (on by default).")
+@click.option("--out", help="Run folder to write (default runs/<dataset>-<arch>-<time>).")
+@click.option("--cache-dir", help="Where named datasets live (default $KERAS_SIGN_DATA or ~/.keras/datasets/keras_sign).")
+@_backend_option
+def train(config_path, **flags):
+    """Train a classifier and write a run folder (model, split, history, metrics)."""
+    from keras_sign.config import load_config
+
+    config = load_config(config_path, flags)
+    backend, reason = select_backend(config.backend)
+    config.backend = backend
+    from keras_sign.training import train as run_training
+
+    click.echo(f"keras-sign {__version__}: backend {backend} ({reason})", err=True)
+    run, metrics = run_training(config, backend, reason)
+    if metrics:
+        macro = metrics["macro"]
+        click.echo(
+            f"test accuracy {metrics['accuracy']:.3f}, macro precision {macro['precision']:.3f}, "
+            f"recall {macro['recall']:.3f}, F1 {macro['f1']:.3f} on {metrics['images']} images"
+        )
+    click.echo(f"run folder: {run.path}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--data-dir", help="Evaluate on this folder (same class names) instead of the run's test split.")
+@_backend_option
+def evaluate(run, data_dir, backend):
+    """Evaluate a run's model on its saved test split (or --data-dir) and write the metrics."""
+    select_backend(backend or "auto")
+    from keras_sign.evaluation import evaluate_run
+
+    metrics, report, written = evaluate_run(run, data_dir)
+    click.echo(report)
+    click.echo(f"accuracy {metrics['accuracy']:.3f} on {metrics['images']} images ({metrics['evaluated_on']})")
+    click.echo(f"wrote {written}")
+
+
+@cli.group()
+def data():
+    """Named datasets: list, download, validate."""
+
+
+@data.command("list")
+@click.option("--cache-dir", help="Where named datasets live.")
+def data_list(cache_dir):
+    """Show the named datasets and whether each is installed."""
+    from keras_sign.data.catalog import CATALOG, dataset_location
+
+    for name, spec in CATALOG.items():
+        try:
+            where = f"ready at {dataset_location(name, cache_dir)}"
+        except KerasSignError:
+            where = f"not installed (keras-sign data download {name})"
+        click.echo(f"{name:15} {spec.description}\n{'':15} {where}")
+
+
+@data.command("download")
+@click.argument("name")
+@click.option("--archive", type=click.Path(), help="Install from a .zip/.tar.gz you downloaded instead of Kaggle.")
+@click.option("--cache-dir", help="Where named datasets live.")
+@click.option("--force", is_flag=True, help="Replace the dataset if it is already installed.")
+def data_download(name, archive, cache_dir, force):
+    """Fetch a named dataset (needs kagglehub and Kaggle credentials, or --archive)."""
+    from keras_sign.data.download import download_dataset
+
+    click.echo(f"{name} ready at {download_dataset(name, cache_dir, archive, force)}")
+
+
+@data.command("validate")
+@click.argument("path")
+@click.option("--cache-dir", help="Where named datasets live (when PATH is a dataset name).")
+def data_validate(path, cache_dir):
+    """Report classes, signers, sizes, unreadable files and duplicates of a folder (or named dataset)."""
+    from keras_sign.data.catalog import CATALOG, dataset_location
+    from keras_sign.data.validate import validate_report
+
+    pattern = "*"
+    if not Path(path).exists() and path in CATALOG:
+        pattern = CATALOG[path].file_pattern
+        path = dataset_location(path, cache_dir)
+    click.echo(validate_report(path, pattern)[1])
+
+
+def main():
+    cli(prog_name="keras-sign")
+
+
+if __name__ == "__main__":
+    main()

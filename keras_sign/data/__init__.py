@@ -1,0 +1,1 @@
+"""Data station: named datasets, folder scanning, splits and tf.data pipelines."""

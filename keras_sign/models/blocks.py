@@ -1,0 +1,65 @@
+"""Building blocks shared by the architectures, written to match torchvision.
+
+Layer names follow torchvision's module paths (`features.0.0` is the conv of
+the first `Conv2dNormActivation`, `features.0.1` its batch norm), so ImageNet
+weights can be converted name to name.
+"""
+
+from keras import layers
+
+
+def torch_padding(x, kernel_size, stride, name):
+    """Pad like PyTorch's `padding=(k-1)//2` before a "valid" convolution.
+
+    Keras "same" padding with stride 2 pads only bottom/right; PyTorch pads
+    both sides. With stride 1 and an odd kernel both agree, so no layer is added.
+    """
+    pad = (kernel_size - 1) // 2
+    if stride == 1 or pad == 0:
+        return x, "same" if pad else "valid"
+    return layers.ZeroPadding2D(pad, name=f"{name}.pad")(x), "valid"
+
+
+def conv_norm_act(
+    x, filters, kernel_size, name, stride=1, depthwise=False, activation=None, bn_epsilon=1e-5, bn_momentum=0.9
+):
+    """torchvision's `Conv2dNormActivation`: conv (no bias) -> batch norm -> optional activation.
+
+    Args:
+        x: input tensor (NHWC).
+        filters: output channels (ignored for depthwise convolutions).
+        kernel_size: square kernel side.
+        name: the torchvision module path, e.g. `features.1.block.0`.
+        stride: convolution stride.
+        depthwise: a depthwise convolution (`groups == channels` in PyTorch).
+        activation: a Keras activation name, or None.
+        bn_epsilon: batch-norm epsilon (torchvision's value for the family).
+        bn_momentum: Keras batch-norm momentum, i.e. 1 - PyTorch momentum.
+    """
+    x, padding = torch_padding(x, kernel_size, stride, name)
+    if depthwise:
+        x = layers.DepthwiseConv2D(kernel_size, stride, padding=padding, use_bias=False, name=f"{name}.0")(x)
+    else:
+        x = layers.Conv2D(filters, kernel_size, stride, padding=padding, use_bias=False, name=f"{name}.0")(x)
+    x = layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=f"{name}.1")(x)
+    if activation is not None:
+        x = layers.Activation(activation, name=f"{name}.2")(x)
+    return x
+
+
+def make_divisible(value, divisor=8):
+    """torchvision's `_make_divisible`: round channels to a multiple of `divisor`, losing at most 10%."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def normalize_inputs(inputs, mean, std):
+    """Raw 0-255 RGB in, `(x - mean) / std` out, stored in the model so deployment cannot drift."""
+    variance = [s**2 for s in std]
+    return layers.Normalization(mean=list(mean), variance=variance, name="normalize")(inputs)
+
+
+def classifier_output(logits):
+    """Softmax as its own layer, so the logits stay reachable for parity checks and features."""
+    return layers.Activation("softmax", dtype="float32", name="predictions")(logits)
+

@@ -1,0 +1,80 @@
+"""MobileNetV3-Small as torchvision's `mobilenet_v3_small`, in Keras 3 layers only.
+
+Structure, layer names, hard-swish / hard-sigmoid, squeeze-excite sizes and
+batch norm (eps 1e-3, PyTorch momentum 0.01) follow torchvision, so ImageNet
+weights map name to name. 2,542,856 parameters with 1000 classes.
+"""
+
+from keras import layers
+
+from keras_sign.models.blocks import conv_norm_act, make_divisible
+from keras_sign.models.registry import register
+
+# (kernel, expanded channels, output channels, squeeze-excite, activation, stride): torchvision's table.
+SMALL_BLOCKS = [
+    (3, 16, 16, True, "relu", 2),
+    (3, 72, 24, False, "relu", 2),
+    (3, 88, 24, False, "relu", 1),
+    (5, 96, 40, True, "hard_swish", 2),
+    (5, 240, 40, True, "hard_swish", 1),
+    (5, 240, 40, True, "hard_swish", 1),
+    (5, 120, 48, True, "hard_swish", 1),
+    (5, 144, 48, True, "hard_swish", 1),
+    (5, 288, 96, True, "hard_swish", 2),
+    (5, 576, 96, True, "hard_swish", 1),
+    (5, 576, 96, True, "hard_swish", 1),
+]
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.99  # PyTorch's 0.01
+
+
+def squeeze_excite(x, channels, name):
+    """torchvision's `SqueezeExcitation`: pool -> 1x1 conv -> ReLU -> 1x1 conv -> hard-sigmoid -> scale."""
+    squeezed = make_divisible(channels // 4)
+    scale = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}.avgpool")(x)
+    scale = layers.Conv2D(squeezed, 1, activation="relu", name=f"{name}.fc1")(scale)
+    scale = layers.Conv2D(channels, 1, activation="hard_sigmoid", name=f"{name}.fc2")(scale)
+    return layers.Multiply(name=f"{name}.scale")([x, scale])
+
+
+def inverted_residual(x, kernel, expanded, out_channels, use_se, activation, stride, name, bn):
+    """torchvision's `InvertedResidual`: expand (if wider) -> depthwise -> [SE] -> project [+ input]."""
+    in_channels = x.shape[-1]
+    shortcut = x
+    index = 0
+    if expanded != in_channels:
+        x = conv_norm_act(x, expanded, 1, f"{name}.block.{index}", activation=activation, **bn)
+        index += 1
+    x = conv_norm_act(x, expanded, kernel, f"{name}.block.{index}", stride, True, activation, **bn)
+    index += 1
+    if use_se:
+        x = squeeze_excite(x, expanded, f"{name}.block.{index}")
+        index += 1
+    x = conv_norm_act(x, out_channels, 1, f"{name}.block.{index}", **bn)
+    if stride == 1 and in_channels == out_channels:
+        x = layers.Add(name=f"{name}.add")([shortcut, x])
+    return x
+
+
+@register("mobilenetv3_small", aliases=("mobilenetv3",))
+def mobilenet_v3_small(x, num_classes, dropout=0.2, bn_momentum=None):
+    """Backbone and classifier on a normalised NHWC tensor; returns the logits.
+
+    `bn_momentum` (Keras convention) defaults to torchvision's; it only affects training.
+
+    Example:
+        >>> from keras_sign.models import build_model
+        >>> build_model("mobilenetv3_small", num_classes=1000, image_size=224).count_params()
+        2542856
+    """
+    bn = {"bn_epsilon": BN_EPSILON, "bn_momentum": bn_momentum or BN_MOMENTUM}
+    # === Features ===
+    x = conv_norm_act(x, 16, 3, "features.0", stride=2, activation="hard_swish", **bn)
+    for position, block in enumerate(SMALL_BLOCKS, start=1):
+        x = inverted_residual(x, *block, name=f"features.{position}", bn=bn)
+    x = conv_norm_act(x, 576, 1, f"features.{len(SMALL_BLOCKS) + 1}", activation="hard_swish", **bn)
+    # === Classifier ===
+    x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+    x = layers.Dense(1024, activation="hard_swish", name="classifier.0")(x)
+    x = layers.Dropout(dropout, name="classifier.2")(x)
+    return layers.Dense(num_classes, name="classifier.3")(x)

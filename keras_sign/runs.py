@@ -1,0 +1,116 @@
+"""The run folder: the contract between training and every later command.
+
+A run folder holds `config.yaml`, `run.json` (backend, versions, timing,
+data root, normalisation), `classes.json`, `split.csv`, `history.csv`,
+`model.keras` and `metrics.json`. Every file is written to a temporary name in
+the same folder and renamed into place, so an interrupted run never leaves a
+half-written file that a later command would trust.
+"""
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from keras_sign.errors import KerasSignError
+
+SPLIT_COLUMNS = ("path", "label", "group", "split", "sha1")
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to `path` so readers see either the old file or the whole new one."""
+    path = Path(path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, value):
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def atomic_write_csv(path, header, rows):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+class RunFolder:
+    """Paths and readers/writers of one run folder."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, out, dataset, arch):
+        """A new, empty run folder: `out` if given, else `runs/<dataset>-<arch>-<time>`."""
+        if out is None:
+            out = Path("runs") / f"{dataset}-{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path = Path(out)
+        if path.exists() and any(path.iterdir()):
+            raise KerasSignError(f"Run folder {path} already exists and is not empty; choose another --out.")
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path):
+        """An existing run folder with a trained model, or a clear error."""
+        run = cls(path)
+        if not (run.path / "model.keras").is_file() or not (run.path / "run.json").is_file():
+            raise KerasSignError(
+                f"{path} is not a finished run folder (no model.keras or run.json); pass a folder written by "
+                "`keras-sign train`."
+            )
+        return run
+
+    def file(self, name):
+        return self.path / name
+
+    def write_json(self, name, value):
+        atomic_write_json(self.file(name), value)
+
+    def read_json(self, name):
+        return json.loads(self.file(name).read_text())
+
+    def write_split(self, records, assignment):
+        rows = [(r.path, r.label, r.group or "", split, r.sha1) for r, split in zip(records, assignment)]
+        atomic_write_csv(self.file("split.csv"), SPLIT_COLUMNS, rows)
+
+    def read_split(self):
+        return read_csv(self.file("split.csv"))
+
+    def save_model(self, model):
+        """Save `model.keras` atomically (Keras insists on the `.keras` suffix, so the temp name keeps it)."""
+        final = self.file("model.keras")
+        tmp = self.file(f".model-{os.getpid()}.tmp.keras")
+        try:
+            model.save(tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_model(self):
+        import keras
+
+        return keras.models.load_model(self.file("model.keras"))

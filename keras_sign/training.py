@@ -1,0 +1,156 @@
+"""Training station: data -> model -> `model.fit` (Adam, categorical cross-entropy) -> run folder.
+
+    keras-sign train --arch mobilenetv3 --dataset digits --epochs 30
+"""
+
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_sign import __version__
+from keras_sign.config import config_to_yaml
+from keras_sign.data.catalog import scan_dataset
+from keras_sign.data.pipeline import channel_mean_std, make_dataset
+from keras_sign.data.split import SPLITS, choose_method, make_split
+from keras_sign.errors import KerasSignError
+from keras_sign.evaluation import evaluate_model
+from keras_sign.models import build_model, canonical_name
+from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_text
+
+log = logging.getLogger("keras_sign")
+
+HISTORY_COLUMNS = (
+    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds", "images_per_second",
+)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Rewrite `history.csv` atomically after every epoch, with timing and learning rate."""
+
+    def __init__(self, path, train_images):
+        super().__init__()
+        self.path = path
+        self.train_images = train_images
+        self.rows = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        logs = dict(logs or {})
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["epoch_seconds"] = seconds
+        logs["images_per_second"] = self.train_images / seconds
+        logs["epoch"] = epoch + 1
+        self.rows.append([_round(logs.get(column)) for column in HISTORY_COLUMNS])
+        atomic_write_csv(self.path, HISTORY_COLUMNS, self.rows)
+
+
+def _round(value):
+    return "" if value is None else round(float(value), 6)
+
+
+def environment_record(backend, reason):
+    """What ran the job: backend and why, library versions, machine."""
+    import tensorflow as tf
+
+    backend_module = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}[backend]
+    return {
+        "backend": backend,
+        "backend_reason": reason,
+        "versions": {
+            "keras_sign": __version__,
+            "keras": keras.__version__,
+            backend: sys.modules[backend_module].__version__,
+            "tensorflow_data": tf.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+    }
+
+
+def train(config, backend, backend_reason):
+    """Train `config.arch` on `config`'s data and write a complete run folder; return `(run, metrics)`."""
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    arch = canonical_name(config.arch)
+    table = scan_dataset(config.dataset, config.data_dir, config.classes, config.cache_dir)
+    method = choose_method(config.split, table)
+    assignment = make_split(table, method, config.val_fraction, config.test_fraction, config.seed)
+    dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
+    run = RunFolder.create(config.out, dataset_name, arch)
+    log.info("Run folder: %s", run.path)
+
+    atomic_write_text(run.file("config.yaml"), config_to_yaml(config))
+    run.write_json("classes.json", table.class_names)
+    run.write_split(table.records, assignment)
+    files = {s: [(table.root / r.path, y) for r, y, a in zip(table.records, table.labels, assignment) if a == s]
+             for s in SPLITS}
+    counts = {s: len(files[s]) for s in SPLITS}
+    log.info(
+        "%s: %d classes, %s layout, split %s: %s", table.root, len(table.class_names), table.layout, method,
+        ", ".join(f"{counts[s]} {s}" for s in SPLITS),
+    )
+    if counts["train"] == 0:
+        raise KerasSignError(f"The training split of {table.root} is empty; add images or lower the val/test fractions.")
+
+    train_paths, train_labels = zip(*files["train"])
+    mean, std = channel_mean_std(train_paths, config.image_size)
+    record = {
+        "status": "training",
+        "arch": arch,
+        "dataset": dataset_name,
+        "data_root": str(table.root.resolve()),
+        "layout": table.layout,
+        "split_method": method,
+        "split_counts": counts,
+        "skipped_files": [list(item) for item in table.skipped],
+        "image_size": config.image_size,
+        "normalization": {"source": "training split", "mean": mean, "std": std},
+        **environment_record(backend, backend_reason),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    run.write_json("run.json", record)
+
+    model = build_model(
+        arch, len(table.class_names), config.image_size, mean, std, config.dropout, config.bn_momentum
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.lr),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    train_ds = make_dataset(
+        train_paths, train_labels, len(table.class_names), config.image_size, config.batch_size,
+        training=True, augment=config.augment, seed=config.seed,
+    )
+    val_ds = None
+    if files["val"]:
+        val_paths, val_labels = zip(*files["val"])
+        val_ds = make_dataset(val_paths, val_labels, len(table.class_names), config.image_size, config.batch_size)
+    history = HistoryWriter(run.file("history.csv"), counts["train"])
+    # One line per epoch when the output is a log file rather than a terminal.
+    verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[history], verbose=verbose)
+    run.save_model(model)
+
+    metrics = None
+    if files["test"]:
+        test_paths, test_labels = zip(*files["test"])
+        metrics, report = evaluate_model(
+            model, test_paths, test_labels, table.class_names, config.image_size, config.batch_size
+        )
+        metrics["evaluated_on"] = "test split"
+        run.write_json("metrics.json", metrics)
+        atomic_write_text(run.file("report.txt"), report)
+    record.update(status="finished", total_seconds=round(time.time() - started, 1))
+    run.write_json("run.json", record)
+    return run, metrics
