@@ -34,32 +34,32 @@ def jax_sees_accelerator():
         return False
 
 
-def select_backend(requested="auto"):
-    """Set `KERAS_BACKEND` for this process and return `(backend, reason)`.
-
-    Args:
-        requested: one of `auto`, `jax`, `tensorflow`, `torch`.
+def resolve_backend(requested="auto", environ=os.environ):
+    """Decide the backend without touching anything; return `(backend, reason)`.
 
     Example:
-        >>> backend, reason = select_backend("tensorflow")
-        >>> backend
-        'tensorflow'
+        >>> resolve_backend("torch", environ={})
+        ('torch', 'requested with --backend')
     """
     if requested not in CHOICES:
         raise KerasSignError(f"Unknown backend '{requested}'; choose one of {', '.join(CHOICES)}.")
-    from_env = os.environ.get("KERAS_BACKEND")
+    from_env = environ.get("KERAS_BACKEND")
     if from_env:
         if from_env not in BACKENDS:
             raise KerasSignError(
                 f"KERAS_BACKEND={from_env} is not supported; set it to one of {', '.join(BACKENDS)} or unset it."
             )
-        backend, reason = from_env, "KERAS_BACKEND is set in the environment"
-    elif requested != "auto":
-        backend, reason = requested, "requested with --backend"
-    elif jax_sees_accelerator():
-        backend, reason = "jax", "auto: JAX sees a GPU/TPU"
-    else:
-        backend, reason = "tensorflow", "auto: no GPU/TPU for JAX; TensorFlow trains these CNNs fastest on CPU"
+        return from_env, "KERAS_BACKEND is set in the environment"
+    if requested != "auto":
+        return requested, "requested with --backend"
+    if jax_sees_accelerator():
+        return "jax", "auto: JAX sees a GPU/TPU"
+    return "tensorflow", "auto: no GPU/TPU for JAX; TensorFlow trains these CNNs fastest on CPU"
+
+
+def select_backend(requested="auto"):
+    """Resolve the backend and set `KERAS_BACKEND` for this process; return `(backend, reason)`."""
+    backend, reason = resolve_backend(requested)
     if "keras" in sys.modules:
         import keras
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from keras_sign.errors import KerasSignError
 
 SPLIT_COLUMNS = ("path", "label", "group", "split", "sha1")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path, data):
@@ -25,6 +27,7 @@ def atomic_write_bytes(path, data):
     path = Path(path)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()

@@ -48,8 +48,7 @@ class HistoryWriter(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["epoch_seconds"] = seconds
         logs["images_per_second"] = self.train_images / seconds
-        logs["epoch"] = epoch + 1
-        self.rows.append([_round(logs.get(column)) for column in HISTORY_COLUMNS])
+        self.rows.append([epoch + 1] + [_round(logs.get(column)) for column in HISTORY_COLUMNS[1:]])
         atomic_write_csv(self.path, HISTORY_COLUMNS, self.rows)
 
 
@@ -139,7 +138,10 @@ def train(config, backend, backend_reason):
     history = HistoryWriter(run.file("history.csv"), counts["train"])
     # One line per epoch when the output is a log file rather than a terminal.
     verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[history], verbose=verbose)
+    model.fit(
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[history], verbose=verbose,
+        shuffle=False,  # tf.data already reshuffles every epoch, seeded
+    )
     run.save_model(model)
 
     metrics = None

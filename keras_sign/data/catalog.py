@@ -96,8 +96,14 @@ def find_class_root(top, spec, max_depth=4):
     wanted = {c.lower() for c in spec.classes}
 
     def holds_classes(folder):
-        names = {p.name.lower() for p in folder.iterdir() if p.is_dir()}
-        return len(names & wanted) >= max(2, len(wanted) // 2)
+        subfolders = [p for p in folder.iterdir() if p.is_dir()]
+        known = [p for p in subfolders if p.name.lower() in wanted]
+        # Mostly class folders (a subset of the classes is fine, a stray extra folder too) that hold
+        # files: signer folders A-E of fingerspelling also look like letters but hold folders.
+        return (
+            len(known) >= max(2, 0.8 * len(subfolders))
+            and any(f.is_file() for p in known for f in p.iterdir())
+        )
 
     level = [Path(top)]
     for _ in range(max_depth + 1):

@@ -11,6 +11,8 @@ an interrupted download never looks like a usable dataset.
 import logging
 import os
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 
 from keras_sign.data.catalog import cache_root, find_class_root, get_spec
@@ -41,8 +43,15 @@ def _unpack(archive, staging):
     if not archive.is_file():
         raise KerasSignError(f"Archive {archive} does not exist; pass the .zip (or .tar.gz) you downloaded.")
     try:
-        shutil.unpack_archive(archive, staging, filter="data")
-    except (shutil.ReadError, ValueError, OSError) as error:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(staging)  # zipfile drops absolute paths and ".." itself
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tarred:
+                tarred.extractall(staging, filter="data")  # refuses links and paths leaving the folder
+        else:
+            raise ValueError("not a zip or tar archive")
+    except (zipfile.BadZipFile, tarfile.TarError, ValueError, OSError) as error:
         raise KerasSignError(f"Could not unpack {archive} ({error}); pass a .zip, .tar, .tar.gz or .tar.xz file.") from None
 
 

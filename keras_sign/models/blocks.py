@@ -1,8 +1,10 @@
 """Building blocks shared by the architectures, written to match torchvision.
 
-Layer names follow torchvision's module paths (`features.0.0` is the conv of
-the first `Conv2dNormActivation`, `features.0.1` its batch norm), so ImageNet
-weights can be converted name to name.
+Layer names are torchvision's module paths with dots written as underscores
+(`features_0_0` is torchvision's `features.0.0`, the conv of the first
+`Conv2dNormActivation`; `features_0_1` its batch norm), so ImageNet weights
+convert name to name. Dots are not allowed: the PyTorch backend turns layer
+names into parameter names, and PyTorch forbids dots there.
 """
 
 from keras import layers
@@ -17,7 +19,7 @@ def torch_padding(x, kernel_size, stride, name):
     pad = (kernel_size - 1) // 2
     if stride == 1 or pad == 0:
         return x, "same" if pad else "valid"
-    return layers.ZeroPadding2D(pad, name=f"{name}.pad")(x), "valid"
+    return layers.ZeroPadding2D(pad, name=f"{name}_pad")(x), "valid"
 
 
 def conv_norm_act(
@@ -29,7 +31,7 @@ def conv_norm_act(
         x: input tensor (NHWC).
         filters: output channels (ignored for depthwise convolutions).
         kernel_size: square kernel side.
-        name: the torchvision module path, e.g. `features.1.block.0`.
+        name: the torchvision module path in underscores, e.g. `features_1_block_0`.
         stride: convolution stride.
         depthwise: a depthwise convolution (`groups == channels` in PyTorch).
         activation: a Keras activation name, or None.
@@ -38,12 +40,12 @@ def conv_norm_act(
     """
     x, padding = torch_padding(x, kernel_size, stride, name)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel_size, stride, padding=padding, use_bias=False, name=f"{name}.0")(x)
+        x = layers.DepthwiseConv2D(kernel_size, stride, padding=padding, use_bias=False, name=f"{name}_0")(x)
     else:
-        x = layers.Conv2D(filters, kernel_size, stride, padding=padding, use_bias=False, name=f"{name}.0")(x)
-    x = layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=f"{name}.1")(x)
+        x = layers.Conv2D(filters, kernel_size, stride, padding=padding, use_bias=False, name=f"{name}_0")(x)
+    x = layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=f"{name}_1")(x)
     if activation is not None:
-        x = layers.Activation(activation, name=f"{name}.2")(x)
+        x = layers.Activation(activation, name=f"{name}_2")(x)
     return x
 
 

@@ -31,10 +31,10 @@ BN_MOMENTUM = 0.99  # PyTorch's 0.01
 def squeeze_excite(x, channels, name):
     """torchvision's `SqueezeExcitation`: pool -> 1x1 conv -> ReLU -> 1x1 conv -> hard-sigmoid -> scale."""
     squeezed = make_divisible(channels // 4)
-    scale = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}.avgpool")(x)
-    scale = layers.Conv2D(squeezed, 1, activation="relu", name=f"{name}.fc1")(scale)
-    scale = layers.Conv2D(channels, 1, activation="hard_sigmoid", name=f"{name}.fc2")(scale)
-    return layers.Multiply(name=f"{name}.scale")([x, scale])
+    scale = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_avgpool")(x)
+    scale = layers.Conv2D(squeezed, 1, activation="relu", name=f"{name}_fc1")(scale)
+    scale = layers.Conv2D(channels, 1, activation="hard_sigmoid", name=f"{name}_fc2")(scale)
+    return layers.Multiply(name=f"{name}_scale")([x, scale])
 
 
 def inverted_residual(x, kernel, expanded, out_channels, use_se, activation, stride, name, bn):
@@ -43,16 +43,16 @@ def inverted_residual(x, kernel, expanded, out_channels, use_se, activation, str
     shortcut = x
     index = 0
     if expanded != in_channels:
-        x = conv_norm_act(x, expanded, 1, f"{name}.block.{index}", activation=activation, **bn)
+        x = conv_norm_act(x, expanded, 1, f"{name}_block_{index}", activation=activation, **bn)
         index += 1
-    x = conv_norm_act(x, expanded, kernel, f"{name}.block.{index}", stride, True, activation, **bn)
+    x = conv_norm_act(x, expanded, kernel, f"{name}_block_{index}", stride, True, activation, **bn)
     index += 1
     if use_se:
-        x = squeeze_excite(x, expanded, f"{name}.block.{index}")
+        x = squeeze_excite(x, expanded, f"{name}_block_{index}")
         index += 1
-    x = conv_norm_act(x, out_channels, 1, f"{name}.block.{index}", **bn)
+    x = conv_norm_act(x, out_channels, 1, f"{name}_block_{index}", **bn)
     if stride == 1 and in_channels == out_channels:
-        x = layers.Add(name=f"{name}.add")([shortcut, x])
+        x = layers.Add(name=f"{name}_add")([shortcut, x])
     return x
 
 
@@ -69,12 +69,12 @@ def mobilenet_v3_small(x, num_classes, dropout=0.2, bn_momentum=None):
     """
     bn = {"bn_epsilon": BN_EPSILON, "bn_momentum": bn_momentum or BN_MOMENTUM}
     # === Features ===
-    x = conv_norm_act(x, 16, 3, "features.0", stride=2, activation="hard_swish", **bn)
+    x = conv_norm_act(x, 16, 3, "features_0", stride=2, activation="hard_swish", **bn)
     for position, block in enumerate(SMALL_BLOCKS, start=1):
-        x = inverted_residual(x, *block, name=f"features.{position}", bn=bn)
-    x = conv_norm_act(x, 576, 1, f"features.{len(SMALL_BLOCKS) + 1}", activation="hard_swish", **bn)
+        x = inverted_residual(x, *block, name=f"features_{position}", bn=bn)
+    x = conv_norm_act(x, 576, 1, f"features_{len(SMALL_BLOCKS) + 1}", activation="hard_swish", **bn)
     # === Classifier ===
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
-    x = layers.Dense(1024, activation="hard_swish", name="classifier.0")(x)
-    x = layers.Dropout(dropout, name="classifier.2")(x)
-    return layers.Dense(num_classes, name="classifier.3")(x)
+    x = layers.Dense(1024, activation="hard_swish", name="classifier_0")(x)
+    x = layers.Dropout(dropout, name="classifier_2")(x)
+    return layers.Dense(num_classes, name="classifier_3")(x)

@@ -1,0 +1,61 @@
+"""Shared fixtures: real images from ../shared/data (skipped with a reason when absent) and the sample."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# In-process tests share one backend; every backend gets its own process in test_end_to_end.py.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("KERAS_SIGN_SHARED_DATA", REPO.parent / "shared" / "data"))
+SAMPLE = REPO / "keras_sign" / "data" / "sample" / "digits"
+
+
+def shared_set(name):
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is not present (set KERAS_SIGN_SHARED_DATA to the folder of shared datasets)")
+    return path
+
+
+@pytest.fixture
+def massey():
+    return shared_set("massey_asl_hands")
+
+
+@pytest.fixture
+def alphabet():
+    return shared_set("asl_alphabet_subset")
+
+
+def copy_subset(source, target, classes, per_class):
+    """Copy the first `per_class` images of each class folder of `source` into `target`."""
+    for name in classes:
+        (target / name).mkdir(parents=True)
+        for image in sorted((source / name).iterdir())[:per_class]:
+            shutil.copy(image, target / name / image.name)
+    return target
+
+
+@pytest.fixture
+def small_digits(tmp_path):
+    """3 classes x 10 real photos of the embedded sample, for quick training runs."""
+    return copy_subset(SAMPLE, tmp_path / "digits3", ["0", "1", "2"], 10)
+
+
+def run_cli(*args, backend=None, cwd=None):
+    """Run `python -m keras_sign.cli ARGS` in a fresh process; return the CompletedProcess."""
+    env = dict(os.environ)
+    env.pop("KERAS_BACKEND", None)
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    return subprocess.run(
+        [sys.executable, "-m", "keras_sign.cli", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=600,
+    )

@@ -1,0 +1,83 @@
+"""The real command line in fresh processes: train + evaluate on every backend, and user errors."""
+
+import csv
+import json
+
+import pytest
+
+from conftest import SAMPLE, copy_subset, run_cli
+
+TINY = ["--epochs", "2", "--image-size", "32", "--batch-size", "8", "--seed", "1"]
+
+
+def _assert_ok(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_train_then_evaluate_on_each_backend(backend, small_digits, tmp_path):
+    run = tmp_path / "run"
+    _assert_ok(run_cli("train", "--data-dir", small_digits, "--out", run, "--backend", backend, *TINY))
+    for name in ["config.yaml", "model.keras", "classes.json", "split.csv", "history.csv", "metrics.json", "run.json"]:
+        assert (run / name).is_file(), name
+    info = json.loads((run / "run.json").read_text())
+    assert info["backend"] == backend and info["status"] == "finished"
+    assert json.loads((run / "classes.json").read_text()) == ["0", "1", "2"]
+    history = list(csv.DictReader((run / "history.csv").open()))
+    assert [row["epoch"] for row in history] == ["1", "2"] and float(history[-1]["images_per_second"]) > 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["images"] == 3 and set(metrics["per_class"]) == {"0", "1", "2"}
+    assert 0.0 <= metrics["macro"]["f1"] <= 1.0
+
+    result = run_cli("evaluate", run, backend=backend)
+    _assert_ok(result)
+    assert "accuracy" in result.stdout and "(test split)" in result.stdout
+    # The same model scored again on the same split gives the same accuracy.
+    assert json.loads((run / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+
+
+def test_signer_split_on_massey_and_evaluation_on_another_folder(massey, tmp_path):
+    run = tmp_path / "massey"
+    result = run_cli("train", "--data-dir", massey, "--split", "signer", "--epochs", "1", "--image-size", "32",
+                     "--out", run)
+    _assert_ok(result)
+    rows = list(csv.DictReader((run / "split.csv").open()))
+    test_signers = {r["group"] for r in rows if r["split"] == "test"}
+    assert test_signers and not test_signers & {r["group"] for r in rows if r["split"] != "test"}
+
+    subset = copy_subset(massey / "hand1", tmp_path / "hand1_subset", ["a", "b"], 3)
+    result = run_cli("evaluate", run, "--data-dir", subset)
+    _assert_ok(result)
+    assert json.loads((run / "metrics-hand1_subset.json").read_text())["images"] == 6
+
+    (subset / "unknown_sign").mkdir()
+    (subset / "unknown_sign" / "x.jpeg").write_bytes((subset / "a" / next((subset / "a").iterdir()).name).read_bytes())
+    result = run_cli("evaluate", run, "--data-dir", subset)
+    assert result.returncode == 1 and "unknown_sign" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--data-dir", "/no/such/folder"], "does not exist"),
+        (["train", "--dataset", "letters"], "Unknown dataset 'letters'"),
+        (["train", "--epochs", "0"], "epochs must be a positive integer"),
+        (["train", "--arch", "vgg16", "--epochs", "1"], "Unknown architecture 'vgg16'"),
+        (["train", "--dataset", "fingerspelling", "--cache-dir", "/no/cache"], "keras-sign data download"),
+        (["evaluate", str(SAMPLE)], "is not a finished run folder"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_non_zero(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_data_validate_and_list():
+    result = run_cli("data", "validate", "digits")
+    _assert_ok(result)
+    assert "10 classes, 400 images" in result.stdout and "LICENSE.txt" in result.stdout
+    result = run_cli("data", "list")
+    _assert_ok(result)
+    assert "fingerspelling" in result.stdout

@@ -1,0 +1,63 @@
+import collections
+
+import pytest
+
+from keras_sign.data.catalog import scan_dataset
+from keras_sign.data.scan import scan_folder
+from keras_sign.data.split import (
+    choose_method, cross_split_duplicates, make_split, split_by_group, split_stratified,
+)
+from keras_sign.errors import KerasSignError
+
+
+def test_stratified_split_is_seeded_and_keeps_class_shares():
+    labels = [c for c in range(10) for _ in range(40)]
+    first = split_stratified(labels, 0.1, 0.1, seed=1)
+    assert first == split_stratified(labels, 0.1, 0.1, seed=1)
+    assert first != split_stratified(labels, 0.1, 0.1, seed=2)
+    per_class = collections.Counter((label, split) for label, split in zip(labels, first))
+    assert all(per_class[(c, "train")] == 32 and per_class[(c, "test")] == 4 for c in range(10))
+
+
+def test_tiny_classes_keep_an_image_for_training():
+    split = split_stratified([0, 1, 1], 0.5, 0.5, seed=0)
+    assert split[0] == "train"
+
+
+def test_signer_split_keeps_every_signer_on_one_side(massey):
+    table = scan_folder(massey)
+    assert choose_method("auto", table) == "signer"
+    assignment = make_split(table, "signer", 0.1, 0.1, seed=0)
+    test_signers = {r.group for r, s in zip(table.records, assignment) if s == "test"}
+    other_signers = {r.group for r, s in zip(table.records, assignment) if s != "test"}
+    assert test_signers and not test_signers & other_signers
+    # With 3 signers, val comes from the training signers so two are left to learn from.
+    assert collections.Counter(assignment)["val"] > 0 and len(other_signers) == 2
+
+
+def test_with_enough_signers_val_is_held_out_by_signer_too():
+    groups = [g for g in "ABCDE" for _ in range(50)]
+    labels = list(range(250))
+    assignment = split_by_group(groups, labels, 0.1, 0.1, seed=3)
+    sides = collections.defaultdict(set)
+    for group, split in zip(groups, assignment):
+        sides[group].add(split)
+    assert all(len(s) == 1 for s in sides.values())
+    assert sorted(collections.Counter(next(iter(s)) for s in sides.values()).items()) == [
+        ("test", 1), ("train", 3), ("val", 1)
+    ]
+
+
+def test_signer_split_needs_signers():
+    table = scan_dataset("digits")
+    assert choose_method("auto", table) == "stratified"
+    with pytest.raises(KerasSignError, match="--split stratified"):
+        choose_method("signer", table)
+
+
+def test_identical_content_across_splits_is_reported():
+    from keras_sign.data.scan import ImageRecord
+
+    records = [ImageRecord(f"{i}.jpg", "a", None, sha, 1, 1, "RGB") for i, sha in enumerate("xxyz")]
+    assert cross_split_duplicates(records, ["train", "test", "train", "val"]) == [["0.jpg", "1.jpg"]]
+    assert cross_split_duplicates(records, ["train", "train", "val", "val"]) == []
