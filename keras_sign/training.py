@@ -60,14 +60,13 @@ def environment_record(backend, reason):
     """What ran the job: backend and why, library versions, machine."""
     import tensorflow as tf
 
-    backend_module = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}[backend]
     return {
         "backend": backend,
         "backend_reason": reason,
         "versions": {
             "keras_sign": __version__,
             "keras": keras.__version__,
-            backend: sys.modules[backend_module].__version__,
+            backend: sys.modules[backend].__version__,
             "tensorflow_data": tf.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
@@ -84,13 +83,6 @@ def train(config, backend, backend_reason):
     table = scan_dataset(config.dataset, config.data_dir, config.classes, config.cache_dir)
     method = choose_method(config.split, table)
     assignment = make_split(table, method, config.val_fraction, config.test_fraction, config.seed)
-    dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
-    run = RunFolder.create(config.out, dataset_name, arch)
-    log.info("Run folder: %s", run.path)
-
-    atomic_write_text(run.file("config.yaml"), config_to_yaml(config))
-    run.write_json("classes.json", table.class_names)
-    run.write_split(table.records, assignment)
     files = {s: [(table.root / r.path, y) for r, y, a in zip(table.records, table.labels, assignment) if a == s]
              for s in SPLITS}
     counts = {s: len(files[s]) for s in SPLITS}
@@ -100,6 +92,13 @@ def train(config, backend, backend_reason):
     )
     if counts["train"] == 0:
         raise KerasSignError(f"The training split of {table.root} is empty; add images or lower the val/test fractions.")
+
+    dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
+    run = RunFolder.create(config.out, dataset_name, arch)
+    log.info("Run folder: %s", run.path)
+    atomic_write_text(run.file("config.yaml"), config_to_yaml(config))
+    run.write_json("classes.json", table.class_names)
+    run.write_split(table.records, assignment)
 
     train_paths, train_labels = zip(*files["train"])
     mean, std = channel_mean_std(train_paths, config.image_size)
