@@ -30,7 +30,7 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 30
     lr: float = 2e-3
-    dropout: float = 0.2
+    dropout: float | None = None  # None: torchvision's (0.2 for MobileNetV3, none for the others)
     # torchvision's MobileNetV3 uses 0.99 (PyTorch 0.01), tuned for 600 ImageNet epochs. Over the few
     # hundred steps of a small dataset the moving variance is then still mostly its initial 1.0 and
     # evaluation collapses to one class; 0.9 (PyTorch's default 0.1) settles within ~50 steps.
@@ -48,7 +48,7 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch_size must be a positive integer (got {self.batch_size})."),
             (self.epochs >= 1, f"epochs must be a positive integer (got {self.epochs})."),
             (self.lr > 0, f"lr must be a positive number such as 1e-3 (got {self.lr})."),
-            (0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})."),
+            (self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})."),
             (0 < self.bn_momentum < 1, f"bn_momentum must be in (0, 1), e.g. 0.9 (got {self.bn_momentum})."),
             (self.split in SPLIT_METHODS, f"split must be one of {', '.join(SPLIT_METHODS)} (got '{self.split}')."),
             (

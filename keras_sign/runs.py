@@ -116,4 +116,7 @@ class RunFolder:
     def load_model(self):
         import keras
 
+        from keras_sign.models import available_models
+
+        available_models()  # imports every architecture, registering its custom layers for loading
         return keras.models.load_model(self.file("model.keras"))

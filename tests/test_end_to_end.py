@@ -81,3 +81,12 @@ def test_data_validate_and_list():
     result = run_cli("data", "list")
     _assert_ok(result)
     assert "fingerspelling" in result.stdout
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "shufflenetv2"])
+def test_other_architectures_train_and_reload(arch, small_digits, tmp_path):
+    run = tmp_path / arch
+    _assert_ok(run_cli("train", "--data-dir", small_digits, "--arch", arch, "--out", run, *TINY))
+    assert json.loads((run / "run.json").read_text())["arch"] == {"resnet18": "resnet18",
+                                                                   "shufflenetv2": "shufflenetv2_x1_0"}[arch]
+    _assert_ok(run_cli("evaluate", run))

@@ -57,8 +57,8 @@ def inverted_residual(x, kernel, expanded, out_channels, use_se, activation, str
 
 
 @register("mobilenetv3_small", aliases=("mobilenetv3",))
-def mobilenet_v3_small(x, num_classes, dropout=0.2, bn_momentum=None):
-    """Backbone and classifier on a normalised NHWC tensor; returns the logits.
+def mobilenet_v3_small(x, num_classes, dropout=None, bn_momentum=None, include_top=True):
+    """Backbone (and classifier) on a normalised NHWC tensor; returns logits or pooled features.
 
     `bn_momentum` (Keras convention) defaults to torchvision's; it only affects training.
 
@@ -75,6 +75,8 @@ def mobilenet_v3_small(x, num_classes, dropout=0.2, bn_momentum=None):
     x = conv_norm_act(x, 576, 1, f"features_{len(SMALL_BLOCKS) + 1}", activation="hard_swish", **bn)
     # === Classifier ===
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+    if not include_top:
+        return x
     x = layers.Dense(1024, activation="hard_swish", name="classifier_0")(x)
-    x = layers.Dropout(dropout, name="classifier_2")(x)
+    x = layers.Dropout(0.2 if dropout is None else dropout, name="classifier_2")(x)
     return layers.Dense(num_classes, name="classifier_3")(x)

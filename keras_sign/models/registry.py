@@ -17,7 +17,8 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
 def register(name, aliases=()):
-    """Decorator: `builder(x, num_classes, dropout=, bn_momentum=) -> logits` becomes `build_model(name, ...)`."""
+    """Decorator: `builder(x, num_classes, dropout=, bn_momentum=, include_top=) -> logits or features`
+    becomes `build_model(name, ...)`."""
 
     def decorate(builder):
         _BUILDERS[name] = builder
@@ -51,7 +52,14 @@ def canonical_name(name):
 
 
 def build_model(
-    name, num_classes, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, dropout=0.2, bn_momentum=None
+    name,
+    num_classes=1000,
+    image_size=224,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    dropout=None,
+    bn_momentum=None,
+    include_top=True,
 ):
     """A functional Keras model taking raw 0-255 RGB and returning class probabilities.
 
@@ -61,9 +69,11 @@ def build_model(
         image_size: side of the square input (at least 32).
         mean: per-channel mean on the 0-255 scale used by the built-in normalisation.
         std: per-channel standard deviation on the 0-255 scale.
-        dropout: dropout rate before the last layer.
+        dropout: dropout rate before the last layer; None keeps torchvision's (0.2 for
+            MobileNetV3, none for ResNet and ShuffleNetV2).
         bn_momentum: batch-norm momentum in Keras' convention (1 - PyTorch's); None keeps the
             architecture's torchvision value. It changes training only, never the function computed.
+        include_top: False returns the pooled backbone features (for t-SNE or a new head).
 
     Example:
         >>> model = build_model("mobilenetv3", num_classes=10, image_size=64)
@@ -78,5 +88,10 @@ def build_model(
     if image_size < 32:
         raise KerasSignError(f"image_size must be at least 32 (got {image_size}).")
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    logits = builder(normalize_inputs(inputs, mean, std), num_classes, dropout=dropout, bn_momentum=bn_momentum)
-    return keras.Model(inputs, classifier_output(logits), name=canonical_name(name))
+    outputs = builder(
+        normalize_inputs(inputs, mean, std), num_classes, dropout=dropout, bn_momentum=bn_momentum,
+        include_top=include_top,
+    )
+    if include_top:
+        outputs = classifier_output(outputs)
+    return keras.Model(inputs, outputs, name=canonical_name(name))
