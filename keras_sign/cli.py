@@ -58,6 +58,10 @@ def _backend_option(command):
 @click.option("--image-size", type=int, help="Side of the square model input in pixels (>= 32).")
 @click.option("--seed", type=int)
 @click.option("--augment/--no-augment", default=None, help="Training augmentation (on by default).")
+@click.option("--weights", help="Starting weights: none (default), imagenet, or a .pth/.safetensors/.weights.h5 file.")
+@click.option("--init-from", help="Start from the model of another run folder (same architecture).")
+@click.option("--freeze-backbone", type=int, help="Train only the head for N epochs, then unfreeze everything.")
+@click.option("--finetune-lr", type=float, help="Learning rate after unfreezing (default: --lr / 10).")
 @click.option("--out", help="Run folder to write (default runs/<dataset>-<arch>-<time>).")
 @click.option("--cache-dir", help="Where named datasets live (default $KERAS_SIGN_DATA or ~/.keras/datasets/keras_sign).")
 @_backend_option
@@ -94,6 +98,18 @@ def evaluate(run, data_dir, backend):
     click.echo(report)
     click.echo(f"accuracy {metrics['accuracy']:.3f} on {metrics['images']} images ({metrics['evaluated_on']})")
     click.echo(f"wrote {written}")
+
+
+@cli.command()
+@click.option("--image-size", type=int, default=224, show_default=True, help="Input side for the FLOPs count.")
+@click.option("--num-classes", type=int, default=1000, show_default=True)
+@_backend_option
+def models(image_size, num_classes, backend):
+    """List the architectures: parameters, multiply-adds, ImageNet weights."""
+    select_backend(backend or "auto")
+    from keras_sign.models.summary import models_table
+
+    click.echo(models_table(image_size, num_classes))
 
 
 @cli.group()

@@ -36,6 +36,10 @@ class TrainConfig:
     # evaluation collapses to one class; 0.9 (PyTorch's default 0.1) settles within ~50 steps.
     bn_momentum: float = 0.9
     augment: bool = True
+    weights: str = "none"  # none, imagenet, or a .pth / .safetensors / .weights.h5 file
+    init_from: str | None = None  # a run folder whose backbone starts this training
+    freeze_backbone: int = 0  # epochs that train only the head before everything is unfrozen
+    finetune_lr: float | None = None  # learning rate after unfreezing; default lr / 10
     seed: int = 42
     backend: str = "auto"
     out: str | None = None  # run folder; default runs/<dataset>-<arch>-<time>
@@ -50,6 +54,11 @@ class TrainConfig:
             (self.lr > 0, f"lr must be a positive number such as 1e-3 (got {self.lr})."),
             (self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})."),
             (0 < self.bn_momentum < 1, f"bn_momentum must be in (0, 1), e.g. 0.9 (got {self.bn_momentum})."),
+            (0 <= self.freeze_backbone <= self.epochs,
+             f"freeze_backbone must be between 0 and epochs ({self.epochs}) (got {self.freeze_backbone})."),
+            (self.finetune_lr is None or self.finetune_lr > 0, f"finetune_lr must be positive (got {self.finetune_lr})."),
+            (self.weights == "none" or self.init_from is None,
+             "Use either --weights or --init-from: both set the starting weights."),
             (self.split in SPLIT_METHODS, f"split must be one of {', '.join(SPLIT_METHODS)} (got '{self.split}')."),
             (
                 0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5,

@@ -3,6 +3,7 @@
     keras-sign train --arch mobilenetv3 --dataset digits --epochs 30
 """
 
+import functools
 import logging
 import os
 import platform
@@ -21,6 +22,8 @@ from keras_sign.data.split import SPLITS, choose_method, make_split
 from keras_sign.errors import KerasSignError
 from keras_sign.evaluation import evaluate_model
 from keras_sign.models import build_model, canonical_name
+from keras_sign.models.pretrained import copy_matching_weights, load_starting_weights
+from keras_sign.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_text
 
 log = logging.getLogger("keras_sign")
@@ -75,6 +78,86 @@ def environment_record(backend, reason):
     }
 
 
+def compile_model(model, learning_rate):
+    """Adam and categorical cross-entropy, as in the study."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+
+
+def head_layer_names(model):
+    """The classifier: every layer after the global pooling (`avgpool`) of a registry model."""
+    names = [layer.name for layer in model.layers]
+    return set(names[names.index("avgpool") + 1:])
+
+
+def set_backbone_trainable(model, trainable):
+    """Freeze or unfreeze everything but the head; frozen batch norm runs in inference mode in Keras."""
+    head = head_layer_names(model)
+    for layer in model.layers:
+        if layer.name not in head:
+            layer.trainable = trainable
+
+
+def starting_point(config, arch):
+    """Where the weights start and which normalisation goes with them.
+
+    Returns a dict: `description`, `normalization` (its source), `mean`/`std` (None: compute them
+    on the training split) and `fill(model)`, which loads the weights and returns the layers it left.
+    """
+    if config.weights != "none":
+        return {
+            "description": f"{config.weights} weights",
+            "normalization": "ImageNet (the pretrained weights expect it)",
+            "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD,
+            "fill": lambda model: load_starting_weights(model, arch, config.weights),
+        }
+    if config.init_from:
+        source = RunFolder.open(config.init_from)
+        info = source.read_json("run.json")
+        if info["arch"] != arch:
+            raise KerasSignError(
+                f"--init-from {config.init_from} holds a {info['arch']} model, not {arch}; pass --arch {info['arch']}."
+            )
+        return {
+            "description": f"the model of run {config.init_from}",
+            "normalization": f"copied from run {config.init_from}",
+            "mean": info["normalization"]["mean"],
+            "std": info["normalization"]["std"],
+            "fill": lambda model: copy_matching_weights(source.load_model(), model),
+        }
+    return {
+        "description": "random initialisation",
+        "normalization": "training split",
+        "mean": None,
+        "std": None,
+        "fill": lambda model: [],
+    }
+
+
+def fit(model, config, train_ds, val_ds, history):
+    """`model.fit` for `config.epochs`; with `freeze_backbone`, first the head alone, then all at `finetune_lr`."""
+    fit_epochs = functools.partial(
+        model.fit, train_ds, validation_data=val_ds, callbacks=[history],
+        verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch when the output goes to a log file
+        shuffle=False,  # tf.data already reshuffles every epoch, seeded
+    )
+    if config.freeze_backbone:
+        set_backbone_trainable(model, False)
+        compile_model(model, config.lr)
+        log.info("Training the head only for %d epoch(s).", config.freeze_backbone)
+        fit_epochs(epochs=config.freeze_backbone)
+    if config.freeze_backbone < config.epochs:
+        # Unfrozen only when training goes on, so a saved head-only model keeps the optimizer it trained with.
+        set_backbone_trainable(model, True)
+        finetune_lr = config.finetune_lr or config.lr / 10
+        compile_model(model, finetune_lr if config.freeze_backbone else config.lr)
+        fit_epochs(epochs=config.epochs, initial_epoch=config.freeze_backbone)
+
+
 def train(config, backend, backend_reason):
     """Train `config.arch` on `config`'s data and write a complete run folder; return `(run, metrics)`."""
     started = time.time()
@@ -93,6 +176,7 @@ def train(config, backend, backend_reason):
     if counts["train"] == 0:
         raise KerasSignError(f"The training split of {table.root} is empty; add images or lower the val/test fractions.")
 
+    start = starting_point(config, arch)
     dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
     run = RunFolder.create(config.out, dataset_name, arch)
     log.info("Run folder: %s", run.path)
@@ -101,7 +185,9 @@ def train(config, backend, backend_reason):
     run.write_split(table.records, assignment)
 
     train_paths, train_labels = zip(*files["train"])
-    mean, std = channel_mean_std(train_paths, config.image_size)
+    mean, std = start["mean"], start["std"]
+    if mean is None:
+        mean, std = channel_mean_std(train_paths, config.image_size)
     record = {
         "status": "training",
         "arch": arch,
@@ -112,7 +198,8 @@ def train(config, backend, backend_reason):
         "split_counts": counts,
         "skipped_files": [list(item) for item in table.skipped],
         "image_size": config.image_size,
-        "normalization": {"source": "training split", "mean": mean, "std": std},
+        "start": start["description"],
+        "normalization": {"source": start["normalization"], "mean": list(mean), "std": list(std)},
         **environment_record(backend, backend_reason),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -121,11 +208,9 @@ def train(config, backend, backend_reason):
     model = build_model(
         arch, len(table.class_names), config.image_size, mean, std, config.dropout, config.bn_momentum
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.lr),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
+    fresh = start["fill"](model)
+    if fresh:
+        log.info("Starting from %s; new initial weights for %s.", start["description"], ", ".join(fresh))
     train_ds = make_dataset(
         train_paths, train_labels, len(table.class_names), config.image_size, config.batch_size,
         training=True, augment=config.augment, seed=config.seed,
@@ -134,13 +219,7 @@ def train(config, backend, backend_reason):
     if files["val"]:
         val_paths, val_labels = zip(*files["val"])
         val_ds = make_dataset(val_paths, val_labels, len(table.class_names), config.image_size, config.batch_size)
-    history = HistoryWriter(run.file("history.csv"), counts["train"])
-    # One line per epoch when the output is a log file rather than a terminal.
-    verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[history], verbose=verbose,
-        shuffle=False,  # tf.data already reshuffles every epoch, seeded
-    )
+    fit(model, config, train_ds, val_ds, HistoryWriter(run.file("history.csv"), counts["train"]))
     run.save_model(model)
 
     metrics = None

@@ -55,6 +55,16 @@ def make_divisible(value, divisor=8):
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
+def pooled_linear_head(x, num_classes, dropout, include_top):
+    """Global average pooling, then (unless `include_top` is False) optional dropout and the `fc` layer."""
+    x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+    if not include_top:
+        return x
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    return layers.Dense(num_classes, name="fc")(x)
+
+
 def normalize_inputs(inputs, mean, std):
     """Raw 0-255 RGB in, `(x - mean) / std` out, stored in the model so deployment cannot drift."""
     variance = [s**2 for s in std]

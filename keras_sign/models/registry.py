@@ -41,6 +41,11 @@ def available_models():
     return sorted(_BUILDERS)
 
 
+def aliases_of(name):
+    """The aliases that point at registered name `name`."""
+    return sorted(alias for alias, target in _ALIASES.items() if target == name)
+
+
 def canonical_name(name):
     """The registered name for `name` or one of its aliases."""
     _import_architectures()

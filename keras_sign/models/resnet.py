@@ -6,7 +6,7 @@ batch norm eps 1e-5 and PyTorch momentum 0.1. 11,689,512 parameters with 1000 cl
 
 from keras import layers
 
-from keras_sign.models.blocks import torch_padding
+from keras_sign.models.blocks import pooled_linear_head, torch_padding
 from keras_sign.models.registry import register
 
 BN_EPSILON = 1e-5
@@ -54,9 +54,4 @@ def resnet18(x, num_classes, dropout=0.0, bn_momentum=None, include_top=True):
         x = basic_block(x, filters, stride, f"layer{stage}_0", bn_momentum)
         x = basic_block(x, filters, 1, f"layer{stage}_1", bn_momentum)
     # === Head ===
-    x = layers.GlobalAveragePooling2D(name="avgpool")(x)
-    if not include_top:
-        return x
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    return layers.Dense(num_classes, name="fc")(x)
+    return pooled_linear_head(x, num_classes, dropout, include_top)

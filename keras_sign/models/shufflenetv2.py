@@ -8,6 +8,7 @@ Batch norm eps 1e-5, PyTorch momentum 0.1.
 import keras
 from keras import layers
 
+from keras_sign.models.blocks import pooled_linear_head
 from keras_sign.models.registry import register
 
 BN_EPSILON = 1e-5
@@ -108,12 +109,7 @@ def shufflenet_v2(x, num_classes, width, dropout=0.0, bn_momentum=None, include_
             x = shuffle_unit(x, out_channels, 2 if index == 0 else 1, f"stage{stage}_{index}", bn_momentum)
     x = _conv1x1_bn_relu(x, channels[4], "conv5", 0, bn_momentum)
     # === Head ===
-    x = layers.GlobalAveragePooling2D(name="avgpool")(x)
-    if not include_top:
-        return x
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    return layers.Dense(num_classes, name="fc")(x)
+    return pooled_linear_head(x, num_classes, dropout, include_top)
 
 
 def _register_width(width, aliases=()):

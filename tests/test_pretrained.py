@@ -1,0 +1,111 @@
+"""Starting weights: download with hash check, .pth / .safetensors / .weights.h5, the ImageNet cache.
+
+Every file here is a local stand-in (seeded torchvision-shaped tensors); nothing is downloaded.
+"""
+
+import hashlib
+import json
+
+import keras
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from keras_sign.errors import KerasSignError
+from keras_sign.models import build_model
+from keras_sign.models.pretrained import (
+    MIRROR_ENV, TORCHVISION_FILES, download_checked, imagenet_weights_file, load_starting_weights, read_state_dict,
+)
+from keras_sign.models.standin_weights import seeded_state_dict
+from keras_sign.models.weights import load_torchvision_state_dict
+from conftest import REPO
+
+ARCH = "shufflenetv2_x0_5"
+
+
+@pytest.fixture
+def standin_state_dict():
+    """ShuffleNetV2 x0.5 ImageNet-shaped (1000 classes) weights drawn from the parity fixture's seeds."""
+    spec = json.loads((REPO / "tests" / "parity" / "fixtures" / f"{ARCH}.json").read_text())
+    tensors = [(k, [1000, *s[1:]] if k.startswith("fc.") else s) for k, s in spec["tensors"]]
+    return seeded_state_dict(tensors, spec["base_seed"], spec["gains"])
+
+
+def _save_pth(state, path):
+    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)
+    return path
+
+
+def _outputs(model, size=64):
+    images = np.random.default_rng(3).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    return keras.ops.convert_to_numpy(model(images))
+
+
+def test_pth_and_safetensors_read_the_same_tensors(standin_state_dict, tmp_path):
+    from_pth = read_state_dict(_save_pth(standin_state_dict, tmp_path / "w.pth"))
+    save_file(standin_state_dict, tmp_path / "w.safetensors")
+    from_safetensors = read_state_dict(tmp_path / "w.safetensors")
+    assert from_pth.keys() == from_safetensors.keys() == standin_state_dict.keys()
+    assert all(np.array_equal(from_pth[k], from_safetensors[k]) for k in from_pth)
+
+
+def test_conversion_round_trip_through_weights_h5(standin_state_dict, tmp_path):
+    reference = build_model(ARCH, 1000, 64)
+    load_torchvision_state_dict(reference, standin_state_dict, skip_mismatched_head=False)
+    path = _save_pth(standin_state_dict, tmp_path / "w.pth")
+
+    five_classes = build_model(ARCH, 5, 64)
+    assert load_starting_weights(five_classes, ARCH, str(path)) == ["fc"]  # new head, rest converted
+    backbone = keras.Model(five_classes.input, five_classes.get_layer("avgpool").output)
+    expected = keras.Model(reference.input, reference.get_layer("avgpool").output)
+    np.testing.assert_allclose(_outputs(backbone), _outputs(expected), atol=1e-5)
+
+    reference.save_weights(tmp_path / "converted.weights.h5")
+    reloaded = build_model(ARCH, 1000, 96)  # another input size: the weights do not depend on it
+    assert load_starting_weights(reloaded, ARCH, str(tmp_path / "converted.weights.h5")) == []
+    reference_96 = build_model(ARCH, 1000, 96)
+    load_torchvision_state_dict(reference_96, standin_state_dict, skip_mismatched_head=False)
+    np.testing.assert_allclose(_outputs(reloaded, 96), _outputs(reference_96, 96), atol=1e-6)
+
+
+def test_imagenet_is_converted_once_and_cached(standin_state_dict, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv(MIRROR_ENV, "file:///nonexistent-mirror/")
+    cache = tmp_path / "models" / "keras_sign"
+    with pytest.raises(KerasSignError, match=f"put it at {cache / TORCHVISION_FILES[ARCH]}"):
+        imagenet_weights_file(ARCH)
+
+    cache.mkdir(parents=True, exist_ok=True)
+    _save_pth(standin_state_dict, cache / TORCHVISION_FILES[ARCH])  # as a user copies the file in by hand
+    converted = imagenet_weights_file(ARCH)
+    assert converted == cache / f"{ARCH}_imagenet.weights.h5"
+    stamp = converted.stat().st_mtime_ns
+    model = build_model(ARCH, 3, 32)
+    assert load_starting_weights(model, ARCH, "imagenet") == ["fc"]
+    assert converted.stat().st_mtime_ns == stamp
+
+
+def test_download_checks_the_published_hash_prefix(tmp_path):
+    payload = b"stand-in weights"
+    prefix = hashlib.sha256(payload).hexdigest()[:8]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / f"model-{prefix}.pth").write_bytes(payload)
+    (mirror / "model-00000000.pth").write_bytes(payload)
+
+    target = download_checked((mirror / f"model-{prefix}.pth").as_uri(), tmp_path / "cache" / f"model-{prefix}.pth")
+    assert target.read_bytes() == payload
+    with pytest.raises(KerasSignError, match="not the published 00000000"):
+        download_checked((mirror / "model-00000000.pth").as_uri(), tmp_path / "cache" / "model-00000000.pth")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"model-{prefix}.pth"]
+
+
+def test_wrong_weights_are_refused(standin_state_dict, tmp_path):
+    with pytest.raises(KerasSignError, match="do not fit resnet18"):
+        load_starting_weights(build_model("resnet18", 3, 32), "resnet18", str(_save_pth(standin_state_dict, tmp_path / "w.pth")))
+    with pytest.raises(KerasSignError, match="does not exist"):
+        load_starting_weights(build_model(ARCH, 3, 32), ARCH, str(tmp_path / "missing.pth"))
+    (tmp_path / "w.onnx").write_bytes(b"x")
+    with pytest.raises(KerasSignError, match="Unknown weights file type"):
+        load_starting_weights(build_model(ARCH, 3, 32), ARCH, str(tmp_path / "w.onnx"))
