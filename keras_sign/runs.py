@@ -119,4 +119,6 @@ class RunFolder:
         from keras_sign.models import available_models
 
         available_models()  # imports every architecture, registering its custom layers for loading
-        return keras.models.load_model(self.file("model.keras"))
+        # Not compiled: a model trained under JAX records jit_compile=True, which under the torch
+        # backend would mean torch.compile; prediction and weight copying need no compiled state.
+        return keras.models.load_model(self.file("model.keras"), compile=False)
