@@ -58,7 +58,8 @@ def _backend_option(command):
 @click.option("--image-size", type=int, help="Side of the square model input in pixels (>= 32).")
 @click.option("--seed", type=int)
 @click.option("--augment/--no-augment", default=None, help="Training augmentation (on by default).")
-@click.option("--weights", help="Starting weights: none (default), imagenet, or a .pth/.safetensors/.weights.h5 file.")
+@click.option("--weights", help="Starting weights: none (default), imagenet (torchvision's), imagenet-keras (keras.applications' "
+              "MobileNetV3Small), or a .pth/.safetensors/.h5/.weights.h5 file.")
 @click.option("--init-from", help="Start from the model of another run folder (same architecture).")
 @click.option("--freeze-backbone", type=int, help="Train only the head for N epochs, then unfreeze everything.")
 @click.option("--finetune-lr", type=float, help="Learning rate after unfreezing (default: --lr / 10).")

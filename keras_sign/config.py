@@ -36,7 +36,7 @@ class TrainConfig:
     # evaluation collapses to one class; 0.9 (PyTorch's default 0.1) settles within ~50 steps.
     bn_momentum: float = 0.9
     augment: bool = True
-    weights: str = "none"  # none, imagenet, or a .pth / .safetensors / .weights.h5 file
+    weights: str = "none"  # none, imagenet, imagenet-keras, or a .pth / .safetensors / .h5 / .weights.h5 file
     init_from: str | None = None  # a run folder whose backbone starts this training
     freeze_backbone: int = 0  # epochs that train only the head before everything is unfrozen
     finetune_lr: float | None = None  # learning rate after unfreezing; default lr / 10

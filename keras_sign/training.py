@@ -22,7 +22,10 @@ from keras_sign.data.split import SPLITS, choose_method, make_split
 from keras_sign.errors import KerasSignError
 from keras_sign.evaluation import evaluate_model
 from keras_sign.models import build_model, canonical_name
-from keras_sign.models.pretrained import copy_matching_weights, load_starting_weights
+from keras_sign.models.pretrained import (
+    KERAS_APPLICATIONS_MEAN, KERAS_APPLICATIONS_STD, copy_matching_weights, is_keras_applications_source,
+    load_starting_weights,
+)
 from keras_sign.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_text
 
@@ -105,14 +108,25 @@ def starting_point(config, arch):
     """Where the weights start and which normalisation goes with them.
 
     Returns a dict: `description`, `normalization` (its source), `mean`/`std` (None: compute them
-    on the training split) and `fill(model)`, which loads the weights and returns the layers it left.
+    on the training split), `padding` (the model's, see `build_model`) and `fill(model)`, which loads
+    the weights and returns the layers it left.
     """
+    if config.weights != "none" and is_keras_applications_source(config.weights):
+        return {
+            "description": f"{config.weights} weights (keras.applications)",
+            "normalization": "[-1, 1] (keras.applications' weights expect it)",
+            "mean": KERAS_APPLICATIONS_MEAN,
+            "std": KERAS_APPLICATIONS_STD,
+            "padding": "same",
+            "fill": lambda model: load_starting_weights(model, arch, config.weights),
+        }
     if config.weights != "none":
         return {
             "description": f"{config.weights} weights",
             "normalization": "ImageNet (the pretrained weights expect it)",
             "mean": IMAGENET_MEAN,
             "std": IMAGENET_STD,
+            "padding": "torch",
             "fill": lambda model: load_starting_weights(model, arch, config.weights),
         }
     if config.init_from:
@@ -127,6 +141,7 @@ def starting_point(config, arch):
             "normalization": f"copied from run {config.init_from}",
             "mean": info["normalization"]["mean"],
             "std": info["normalization"]["std"],
+            "padding": info.get("padding", "torch"),
             "fill": lambda model: copy_matching_weights(source.load_model(), model),
         }
     return {
@@ -134,6 +149,7 @@ def starting_point(config, arch):
         "normalization": "training split",
         "mean": None,
         "std": None,
+        "padding": "torch",
         "fill": lambda model: [],
     }
 
@@ -200,13 +216,15 @@ def train(config, backend, backend_reason):
         "image_size": config.image_size,
         "start": start["description"],
         "normalization": {"source": start["normalization"], "mean": list(mean), "std": list(std)},
+        "padding": start["padding"],
         **environment_record(backend, backend_reason),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     run.write_json("run.json", record)
 
     model = build_model(
-        arch, len(table.class_names), config.image_size, mean, std, config.dropout, config.bn_momentum
+        arch, len(table.class_names), config.image_size, mean, std, config.dropout, config.bn_momentum,
+        padding=start["padding"],
     )
     fresh = start["fill"](model)
     if fresh:

@@ -109,3 +109,67 @@ def test_wrong_weights_are_refused(standin_state_dict, tmp_path):
     (tmp_path / "w.onnx").write_bytes(b"x")
     with pytest.raises(KerasSignError, match="Unknown weights file type"):
         load_starting_weights(build_model(ARCH, 3, 32), ARCH, str(tmp_path / "w.onnx"))
+
+
+def _keras_applications_standin(path):
+    """keras.applications' MobileNetV3Small with seeded weights, saved in its published (legacy .h5) format.
+
+    He-scaled kernels and spread batch-norm statistics keep the signal alive to the logits, so a
+    one-pixel padding shift shows up clearly.
+    """
+    model = keras.applications.MobileNetV3Small(input_shape=(224, 224, 3), weights=None, classifier_activation=None)
+    rng = np.random.default_rng(11)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.weights[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c),
+                               rng.uniform(0.5, 1.5, c)])
+        elif layer.weights:
+            kernel, *bias = layer.get_weights()
+            fan_in = np.prod(kernel.shape[:2]) * (1 if isinstance(layer, keras.layers.DepthwiseConv2D) else kernel.shape[2])
+            layer.set_weights([rng.normal(0, np.sqrt(2 / fan_in), kernel.shape), *[rng.normal(0, 0.1, b.shape) for b in bias]])
+    model.save(path)
+    return path
+
+
+def test_keras_applications_weights_compute_keras_applications_model_exactly(tmp_path):
+    path = _keras_applications_standin(tmp_path / "weights_mobilenet_v3_small_224_1.0_float.h5")
+    images = np.random.default_rng(3).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    reference = keras.applications.MobileNetV3Small(input_shape=(64, 64, 3), weights=str(path), classifier_activation=None)
+    expected = keras.ops.convert_to_numpy(reference(images))
+
+    def logits(padding):
+        model = build_model("mobilenetv3", 1000, 64, mean=(127.5,) * 3, std=(127.5,) * 3, padding=padding)
+        assert load_starting_weights(model, "mobilenetv3_small", str(path)) == []
+        return keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("classifier_3").output)(images))
+
+    scale = np.abs(expected).max()
+    assert np.abs(logits("same") - expected).max() <= 1e-5 * scale
+    # torchvision's symmetric padding computes another function with the same weights: that is why
+    # a model started from these weights keeps Keras' padding.
+    assert np.abs(logits("torch") - expected).max() > 1e-2 * scale
+
+
+def test_imagenet_keras_downloads_with_md5_check_and_is_refused_elsewhere(tmp_path, monkeypatch):
+    from keras_sign.config import TrainConfig
+    from keras_sign.training import starting_point
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    monkeypatch.setenv(MIRROR_ENV, mirror.as_uri())
+    with pytest.raises(KerasSignError, match="put it at .*weights_mobilenet_v3_small_224_1.0_float.h5"):
+        imagenet_weights_file("mobilenetv3_small", "imagenet-keras")
+    _keras_applications_standin(mirror / "weights_mobilenet_v3_small_224_1.0_float.h5")
+    with pytest.raises(KerasSignError, match="md5 .* not the published 8768d4c2e7de"):
+        imagenet_weights_file("mobilenetv3_small", "imagenet-keras")
+    with pytest.raises(KerasSignError, match="No imagenet-keras weights are known for resnet18"):
+        imagenet_weights_file("resnet18", "imagenet-keras")
+    with pytest.raises(KerasSignError, match="fits only mobilenetv3_small"):
+        load_starting_weights(build_model("resnet18", 3, 32), "resnet18", str(mirror / "weights_mobilenet_v3_small_224_1.0_float.h5"))
+
+    start = starting_point(TrainConfig(weights="imagenet-keras"), "mobilenetv3_small")
+    assert (start["padding"], start["mean"], start["std"]) == ("same", (127.5,) * 3, (127.5,) * 3)
+    assert starting_point(TrainConfig(weights="imagenet"), "mobilenetv3_small")["padding"] == "torch"
+    with pytest.raises(KerasSignError, match="supports only torchvision's padding"):
+        build_model("resnet18", 3, 32, padding="same")

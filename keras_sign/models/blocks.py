@@ -10,20 +10,25 @@ names into parameter names, and PyTorch forbids dots there.
 from keras import layers
 
 
-def torch_padding(x, kernel_size, stride, name):
+def torch_padding(x, kernel_size, stride, name, padding="torch"):
     """Pad like PyTorch's `padding=(k-1)//2` before a "valid" convolution.
 
     Keras "same" padding with stride 2 pads only bottom/right; PyTorch pads
     both sides. With stride 1 and an odd kernel both agree, so no layer is added.
+    `padding="same"` keeps Keras' own padding instead, for weights trained with it
+    (keras.applications).
     """
     pad = (kernel_size - 1) // 2
+    if padding == "same":
+        return x, "same"
     if stride == 1 or pad == 0:
         return x, "same" if pad else "valid"
     return layers.ZeroPadding2D(pad, name=f"{name}_pad")(x), "valid"
 
 
 def conv_norm_act(
-    x, filters, kernel_size, name, stride=1, depthwise=False, activation=None, bn_epsilon=1e-5, bn_momentum=0.9
+    x, filters, kernel_size, name, stride=1, depthwise=False, activation=None, bn_epsilon=1e-5, bn_momentum=0.9,
+    padding="torch",
 ):
     """torchvision's `Conv2dNormActivation`: conv (no bias) -> batch norm -> optional activation.
 
@@ -37,8 +42,9 @@ def conv_norm_act(
         activation: a Keras activation name, or None.
         bn_epsilon: batch-norm epsilon (torchvision's value for the family).
         bn_momentum: Keras batch-norm momentum, i.e. 1 - PyTorch momentum.
+        padding: "torch" (symmetric, as torchvision) or "same" (Keras', as keras.applications).
     """
-    x, padding = torch_padding(x, kernel_size, stride, name)
+    x, padding = torch_padding(x, kernel_size, stride, name, padding)
     if depthwise:
         x = layers.DepthwiseConv2D(kernel_size, stride, padding=padding, use_bias=False, name=f"{name}_0")(x)
     else:

@@ -37,42 +37,44 @@ def squeeze_excite(x, channels, name):
     return layers.Multiply(name=f"{name}_scale")([x, scale])
 
 
-def inverted_residual(x, kernel, expanded, out_channels, use_se, activation, stride, name, bn):
+def inverted_residual(x, kernel, expanded, out_channels, use_se, activation, stride, name, conv_options):
     """torchvision's `InvertedResidual`: expand (if wider) -> depthwise -> [SE] -> project [+ input]."""
     in_channels = x.shape[-1]
     shortcut = x
     index = 0
     if expanded != in_channels:
-        x = conv_norm_act(x, expanded, 1, f"{name}_block_{index}", activation=activation, **bn)
+        x = conv_norm_act(x, expanded, 1, f"{name}_block_{index}", activation=activation, **conv_options)
         index += 1
-    x = conv_norm_act(x, expanded, kernel, f"{name}_block_{index}", stride, True, activation, **bn)
+    x = conv_norm_act(x, expanded, kernel, f"{name}_block_{index}", stride, True, activation, **conv_options)
     index += 1
     if use_se:
         x = squeeze_excite(x, expanded, f"{name}_block_{index}")
         index += 1
-    x = conv_norm_act(x, out_channels, 1, f"{name}_block_{index}", **bn)
+    x = conv_norm_act(x, out_channels, 1, f"{name}_block_{index}", **conv_options)
     if stride == 1 and in_channels == out_channels:
         x = layers.Add(name=f"{name}_add")([shortcut, x])
     return x
 
 
 @register("mobilenetv3_small", aliases=("mobilenetv3",))
-def mobilenet_v3_small(x, num_classes, dropout=None, bn_momentum=None, include_top=True):
+def mobilenet_v3_small(x, num_classes, dropout=None, bn_momentum=None, include_top=True, padding="torch"):
     """Backbone (and classifier) on a normalised NHWC tensor; returns logits or pooled features.
 
     `bn_momentum` (Keras convention) defaults to torchvision's; it only affects training.
+    `padding="same"` pads stride-2 convolutions as keras.applications' MobileNetV3Small does
+    (bottom/right only), which its ImageNet weights need to compute exactly that model.
 
     Example:
         >>> from keras_sign.models import build_model
         >>> build_model("mobilenetv3_small", num_classes=1000, image_size=224).count_params()
         2542856
     """
-    bn = {"bn_epsilon": BN_EPSILON, "bn_momentum": bn_momentum or BN_MOMENTUM}
+    conv_options = {"bn_epsilon": BN_EPSILON, "bn_momentum": bn_momentum or BN_MOMENTUM, "padding": padding}
     # === Features ===
-    x = conv_norm_act(x, 16, 3, "features_0", stride=2, activation="hard_swish", **bn)
+    x = conv_norm_act(x, 16, 3, "features_0", stride=2, activation="hard_swish", **conv_options)
     for position, block in enumerate(SMALL_BLOCKS, start=1):
-        x = inverted_residual(x, *block, name=f"features_{position}", bn=bn)
-    x = conv_norm_act(x, 576, 1, f"features_{len(SMALL_BLOCKS) + 1}", activation="hard_swish", **bn)
+        x = inverted_residual(x, *block, name=f"features_{position}", conv_options=conv_options)
+    x = conv_norm_act(x, 576, 1, f"features_{len(SMALL_BLOCKS) + 1}", activation="hard_swish", **conv_options)
     # === Classifier ===
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     if not include_top:

@@ -6,6 +6,7 @@ is a one-file change.
 """
 
 import importlib
+import inspect
 import pkgutil
 
 from keras_sign.errors import KerasSignError
@@ -65,6 +66,7 @@ def build_model(
     dropout=None,
     bn_momentum=None,
     include_top=True,
+    padding="torch",
 ):
     """A functional Keras model taking raw 0-255 RGB and returning class probabilities.
 
@@ -79,6 +81,8 @@ def build_model(
         bn_momentum: batch-norm momentum in Keras' convention (1 - PyTorch's); None keeps the
             architecture's torchvision value. It changes training only, never the function computed.
         include_top: False returns the pooled backbone features (for t-SNE or a new head).
+        padding: "torch" pads stride-2 convolutions on both sides, as torchvision; "same" uses
+            Keras' padding, which keras.applications' MobileNetV3Small weights were trained with.
 
     Example:
         >>> model = build_model("mobilenetv3", num_classes=10, image_size=64)
@@ -92,10 +96,15 @@ def build_model(
     builder = _BUILDERS[canonical_name(name)]
     if image_size < 32:
         raise KerasSignError(f"image_size must be at least 32 (got {image_size}).")
+    options = {}
+    if padding != "torch":
+        if "padding" not in inspect.signature(builder).parameters:
+            raise KerasSignError(f"{canonical_name(name)} supports only torchvision's padding; drop padding={padding!r}.")
+        options["padding"] = padding
     inputs = keras.Input((image_size, image_size, 3), name="image")
     outputs = builder(
         normalize_inputs(inputs, mean, std), num_classes, dropout=dropout, bn_momentum=bn_momentum,
-        include_top=include_top,
+        include_top=include_top, **options,
     )
     if include_top:
         outputs = classifier_output(outputs)

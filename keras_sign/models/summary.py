@@ -3,7 +3,7 @@
 import math
 
 from keras_sign.models.flops import count_multiply_adds
-from keras_sign.models.pretrained import TORCHVISION_FILES
+from keras_sign.models.pretrained import KERAS_APPLICATIONS_FILES, TORCHVISION_FILES
 from keras_sign.models.registry import aliases_of, available_models, build_model
 
 
@@ -16,7 +16,10 @@ def models_table(image_size=224, num_classes=1000):
     for name in available_models():
         model = build_model(name, num_classes, image_size)
         parameters = sum(math.prod(w.shape) for w in model.trainable_weights)
-        weights = f"torchvision {TORCHVISION_FILES[name]}" if name in TORCHVISION_FILES else "none"
+        sources = [f"torchvision {TORCHVISION_FILES[name]}"] if name in TORCHVISION_FILES else []
+        if name in KERAS_APPLICATIONS_FILES:
+            sources.append("keras.applications (imagenet-keras)")
+        weights = "; ".join(sources) or "none"
         rows.append(
             f"| {name} | {', '.join(aliases_of(name)) or '-'} | {parameters:,} | "
             f"{count_multiply_adds(model) / 1e9:.3f} | {weights} |"

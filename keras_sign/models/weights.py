@@ -72,3 +72,32 @@ def load_torchvision_state_dict(model, state_dict, skip_mismatched_head=True):
     if skipped:
         log.info("Kept new initial weights for %s (shapes differ: another number of classes).", ", ".join(skipped))
     return skipped
+
+
+def load_keras_applications_weights(model, source):
+    """Copy keras.applications' MobileNetV3Small weights into a `mobilenetv3_small` model; return layers skipped.
+
+    The two hold the same weighted layers in the same order (their `conv`, `expanded_conv_*`, `conv_1`,
+    `conv_2`, `logits` are our `features_0_0` ... `features_12_1`, `classifier_0`, `classifier_3`); their
+    1x1 convolutions on pooled features are our dense layers. A head for another number of classes is
+    left as it was.
+    """
+    targets = [layer for layer in model.layers if layer.weights and layer.name != "normalize"]
+    donors = [layer for layer in source.layers if layer.weights]
+    if len(targets) != len(donors):
+        raise KerasSignError(
+            f"{source.name} has {len(donors)} weighted layers, {model.name} {len(targets)}; "
+            "keras.applications weights fit only mobilenetv3_small."
+        )
+    skipped = []
+    for position, (target, donor) in enumerate(zip(targets, donors)):
+        shapes = [tuple(w.shape) for w in target.weights]
+        values = [v.reshape(v.shape[2:]) if v.shape[:2] == (1, 1) and v.ndim - 2 == len(shape) else v
+                  for v, shape in zip(donor.get_weights(), shapes)]
+        if [v.shape for v in values] != shapes:
+            if position == len(targets) - 1:  # the classifier, for another number of classes
+                skipped.append(target.name)
+                continue
+            raise KerasSignError(f"keras.applications layer {donor.name} does not fit {target.name}.")
+        target.set_weights(values)
+    return skipped
