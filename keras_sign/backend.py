@@ -57,8 +57,11 @@ def resolve_backend(requested="auto", environ=os.environ):
     return "tensorflow", "auto: no GPU/TPU for JAX; TensorFlow trains these CNNs fastest on CPU"
 
 
-def select_backend(requested="auto"):
-    """Resolve the backend and set `KERAS_BACKEND` for this process; return `(backend, reason)`."""
+def select_backend(requested="auto", deterministic=False):
+    """Resolve the backend and set `KERAS_BACKEND` for this process; return `(backend, reason)`.
+
+    `deterministic` asks XLA for deterministic GPU kernels, which must be set before JAX starts.
+    """
     backend, reason = resolve_backend(requested)
     if "keras" in sys.modules:
         import keras
@@ -71,6 +74,8 @@ def select_backend(requested="auto"):
     if importlib.util.find_spec(backend) is None:
         raise KerasSignError(f"The {backend} backend is not installed; run `{_INSTALL_HINTS[backend]}`.")
     os.environ["KERAS_BACKEND"] = backend
+    if deterministic and backend == "jax":
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
     # TensorFlow's C++ start-up chatter hides the messages that matter.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return backend, reason

@@ -3,6 +3,7 @@
     keras-sign train                       # MobileNetV3-Small on the embedded digits sample
     keras-sign train --data-dir ../shared/data/massey_asl_hands --split signer --epochs 1
     keras-sign evaluate runs/digits-mobilenetv3_small-20261125-120000
+    keras-sign compare runs/digits-resnet18-20261125-120000 runs/digits-mobilenetv3_small-20261125-120000
     keras-sign data validate PATH
 """
 
@@ -36,6 +37,9 @@ def cli():
     logging.getLogger("keras_sign").setLevel(logging.INFO)
 
 
+RESUMABLE = ("epochs", "patience", "backend")  # what may change when a run is resumed
+
+
 def _backend_option(command):
     return click.option(
         "--backend",
@@ -56,6 +60,8 @@ def _backend_option(command):
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float, help="Adam learning rate.")
 @click.option("--image-size", type=int, help="Side of the square model input in pixels (>= 32).")
+@click.option("--center-crop/--no-center-crop", default=None,
+              help="Resize the shorter side to size/0.875 and cut the centre (default: resize the whole image).")
 @click.option("--seed", type=int)
 @click.option("--augment/--no-augment", default=None, help="Training augmentation (on by default).")
 @click.option("--weights", help="Starting weights: none (default), imagenet (torchvision's), imagenet-keras (keras.applications' "
@@ -63,20 +69,43 @@ def _backend_option(command):
 @click.option("--init-from", help="Start from the model of another run folder (same architecture).")
 @click.option("--freeze-backbone", type=int, help="Train only the head for N epochs, then unfreeze everything.")
 @click.option("--finetune-lr", type=float, help="Learning rate after unfreezing (default: --lr / 10).")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="adam (default, as the study) or adamw.")
+@click.option("--weight-decay", type=float, help="Decoupled weight decay (default 0 for adam, 0.01 for adamw).")
+@click.option("--label-smoothing", type=float, help="Label smoothing of the cross-entropy (default 0).")
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), help="Learning-rate schedule.")
+@click.option("--warmup-epochs", type=int, help="Linear learning-rate warm-up before the schedule (default 0).")
+@click.option("--patience", type=int, help="Stop after N epochs without a better validation accuracy.")
+@click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 compute, float32 weights.")
+@click.option("--deterministic/--no-deterministic", default=None, help="Deterministic kernels: same seed, same weights.")
+@click.option("--devices", help="Data parallel over N devices or 'all' (JAX backend).")
+@click.option("--limit-per-class", type=int, help="Use at most N images per class (and signer).")
+@click.option("--smoke", is_flag=True, default=None, help="Shrink the job to a seconds-long check (1 epoch, 32 px, 10 images per class).")
 @click.option("--out", help="Run folder to write (default runs/<dataset>-<arch>-<time>).")
+@click.option("--resume", type=click.Path(), help="Continue an interrupted run folder from its last finished epoch.")
 @click.option("--cache-dir", help="Where named datasets live (default $KERAS_SIGN_DATA or ~/.keras/datasets/keras_sign).")
 @_backend_option
-def train(config_path, **flags):
-    """Train a classifier and write a run folder (model, split, history, metrics)."""
+def train(config_path, resume, **flags):
+    """Train a classifier and write a run folder (model, split, history, metrics, checkpoints)."""
     from keras_sign.config import load_config
 
+    if resume:
+        changed = sorted(name for name, value in flags.items() if value is not None and name not in RESUMABLE)
+        if config_path or changed:
+            raise KerasSignError(
+                f"--resume continues {resume} with its own config; only --epochs, --patience and --backend may be given "
+                f"(got {', '.join('--' + n.replace('_', '-') for n in changed) or '--config'})."
+            )
+        config_path = Path(resume) / "config.yaml"
+        if not config_path.is_file():
+            raise KerasSignError(f"{resume} has no config.yaml; pass a run folder written by `keras-sign train`.")
+        flags["out"] = resume
     config = load_config(config_path, flags)
-    backend, reason = select_backend(config.backend)
+    backend, reason = select_backend(config.backend, config.deterministic)
     config.backend = backend
     from keras_sign.training import train as run_training
 
     click.echo(f"keras-sign {__version__}: backend {backend} ({reason})", err=True)
-    run, metrics = run_training(config, backend, reason)
+    run, metrics = run_training(config, backend, reason, resume=bool(resume))
     if metrics:
         macro = metrics["macro"]
         click.echo(
@@ -89,16 +118,19 @@ def train(config_path, **flags):
 @cli.command()
 @click.argument("run", type=click.Path())
 @click.option("--data-dir", help="Evaluate on this folder (same class names) instead of the run's test split.")
+@click.option("--tsne-points", type=click.IntRange(min=2), default=2000, show_default=True,
+              help="Most images in the t-SNE map (a seeded random subsample beyond this).")
 @_backend_option
-def evaluate(run, data_dir, backend):
-    """Evaluate a run's model on its saved test split (or --data-dir) and write the metrics."""
+def evaluate(run, data_dir, tsne_points, backend):
+    """Evaluate a run's model on its saved test split (or --data-dir): reports, confusion matrix, t-SNE, curves."""
     select_backend(backend or "auto")
     from keras_sign.evaluation import evaluate_run
 
-    metrics, report, written = evaluate_run(run, data_dir)
+    metrics, report, written = evaluate_run(run, data_dir, tsne_points)
     click.echo(report)
     click.echo(f"accuracy {metrics['accuracy']:.3f} on {metrics['images']} images ({metrics['evaluated_on']})")
-    click.echo(f"wrote {written}")
+    for path in written:
+        click.echo(f"wrote {path}")
 
 
 @cli.command()
@@ -157,6 +189,38 @@ def data_validate(path, cache_dir):
         pattern = CATALOG[path].file_pattern
         path = dataset_location(path, cache_dir)
     click.echo(validate_report(path, pattern)[1])
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN...")
+@click.option("--out", help="Folder for the table and figures (default runs/compare-<time>; must be new or empty).")
+@_backend_option
+def compare(runs, out, backend):
+    """Compare run folders: parameters, GMACs, test figures, speed; validation curves and t-SNE maps side by side."""
+    select_backend(backend or "auto")
+    from keras_sign.compare import compare_runs
+
+    table, written = compare_runs(runs, out)
+    click.echo(table)
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("configs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False), metavar="CONFIG...")
+@click.option("--out", default="runs/reproduce", show_default=True, help="Folder of the runs (one per config) and the comparison.")
+@click.option("--smoke", is_flag=True, help="Shrink every config to a seconds-long check.")
+@_backend_option
+def reproduce(configs, out, smoke, backend):
+    """Train a set of configs (e.g. configs/paper/*.yaml), resuming any interrupted run, then compare them."""
+    backend, reason = select_backend(backend or "auto")
+    from keras_sign.reproduce import reproduce as reproduce_runs
+
+    click.echo(f"keras-sign {__version__}: backend {backend} ({reason})", err=True)
+    table, written = reproduce_runs(configs, out, backend, reason, smoke)
+    click.echo(table)
+    for path in written:
+        click.echo(f"wrote {path}")
 
 
 def main():

@@ -13,6 +13,9 @@ import yaml
 from keras_sign.errors import KerasSignError
 
 SPLIT_METHODS = ("auto", "stratified", "signer")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+SMOKE = {"epochs": 1, "image_size": 32, "batch_size": 8, "limit_per_class": 10, "warmup_epochs": 0, "patience": None}
 
 
 @dataclasses.dataclass
@@ -27,6 +30,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     image_size: int = 64
+    center_crop: bool = False  # resize the shorter side to image_size / 0.875 and cut the centre (else squash)
     batch_size: int = 32
     epochs: int = 30
     lr: float = 2e-3
@@ -40,6 +44,17 @@ class TrainConfig:
     init_from: str | None = None  # a run folder whose backbone starts this training
     freeze_backbone: int = 0  # epochs that train only the head before everything is unfrozen
     finetune_lr: float | None = None  # learning rate after unfreezing; default lr / 10
+    optimizer: str = "adam"  # adam (the study's) or adamw
+    weight_decay: float | None = None  # decoupled; None: 0 for adam, 0.01 for adamw (PyTorch's default)
+    label_smoothing: float = 0.0
+    schedule: str = "constant"  # constant, cosine (to 0) or step (x0.1 at 50% and 75% of the epochs)
+    warmup_epochs: int = 0  # linear warm-up to lr before the schedule
+    patience: int | None = None  # stop after this many epochs without a better validation accuracy
+    mixed_precision: bool = False  # bfloat16 compute, float32 weights
+    deterministic: bool = False  # deterministic kernels and data order (slower); same seed, same weights
+    devices: str = "1"  # data parallel over N devices, or "all" (JAX backend)
+    limit_per_class: int | None = None  # at most this many images per class (and signer)
+    smoke: bool = False  # shrink everything to a seconds-long check (see SMOKE)
     seed: int = 42
     backend: str = "auto"
     out: str | None = None  # run folder; default runs/<dataset>-<arch>-<time>
@@ -59,6 +74,17 @@ class TrainConfig:
             (self.finetune_lr is None or self.finetune_lr > 0, f"finetune_lr must be positive (got {self.finetune_lr})."),
             (self.weights == "none" or self.init_from is None,
              "Use either --weights or --init-from: both set the starting weights."),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)} (got '{self.optimizer}')."),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)} (got '{self.schedule}')."),
+            (self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})."),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1) (got {self.label_smoothing})."),
+            (0 <= self.warmup_epochs < self.epochs,
+             f"warmup_epochs must be between 0 and epochs - 1 (got {self.warmup_epochs})."),
+            (self.patience is None or self.patience >= 1, f"patience must be a positive integer (got {self.patience})."),
+            (self.devices == "all" or (self.devices.isdigit() and int(self.devices) >= 1),
+             f"devices must be a positive integer or 'all' (got '{self.devices}')."),
+            (self.limit_per_class is None or self.limit_per_class >= 1,
+             f"limit_per_class must be a positive integer (got {self.limit_per_class})."),
             (self.split in SPLIT_METHODS, f"split must be one of {', '.join(SPLIT_METHODS)} (got '{self.split}')."),
             (
                 0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5,
@@ -123,6 +149,9 @@ def load_config(path=None, overrides=None):
     if unknown:
         raise KerasSignError(f"Unknown config key(s) {', '.join(unknown)}; known keys are {', '.join(fields)}.")
     typed = {name: _coerce(name, value, fields[name].type) for name, value in values.items()}
+    if typed.get("smoke"):
+        typed.update(SMOKE, freeze_backbone=min(typed.get("freeze_backbone", 0), 1))
+        typed["epochs"] += typed["freeze_backbone"]  # head-only and full training, one epoch each
     return TrainConfig(**typed).validate()
 
 

@@ -1,110 +1,215 @@
-"""Metrics of a trained model on a labelled dataset: accuracy, per-class and macro figures."""
+"""Analysis of a trained model on labelled images: metrics, classification report, confusion matrix, t-SNE.
 
+    keras-sign evaluate runs/digits-mobilenetv3_small-20261125-203937
+
+`evaluate_run` writes into the run folder (each name gets `-<folder>` before its
+extension when it evaluates `--data-dir <folder>` instead of the test split):
+
+    report.txt  report.json  report.csv   scikit-learn's classification report as text, JSON
+                                          (its `output_dict`) and one CSV row per class + averages
+    metrics.json                          accuracy, macro/weighted P/R/F1, per-class figures
+    confusion_matrix.csv / .png           counts (rows true, columns predicted) / row-normalised
+    tsne.csv / tsne.png                   t-SNE of the penultimate features, coloured by true class
+    curves.png                            training curves from history.csv (the run's, never suffixed)
+"""
+
+import logging
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, precision_recall_fscore_support
+from sklearn.metrics import classification_report, confusion_matrix
 
 from keras_sign.errors import KerasSignError
 
+log = logging.getLogger("keras_sign")
 
-def predict_classes(model, dataset):
-    """True and predicted class indices over a batched dataset of `(images, one-hot labels)`."""
-    y_true, y_pred = [], []
+TSNE_POINTS = 2000  # Barnes-Hut t-SNE of 2000 x 1024 features takes ~6 s on 2 CPU cores
+TSNE_SEED = 0
+TSNE_THREADED_FROM = 500  # points; below this, t-SNE runs on one thread (see tsne_points)
+TSNE_PERPLEXITY = 30.0  # scikit-learn's default, lowered for small sets (it must stay below n)
+REPORT_COLUMNS = ("class", "precision", "recall", "f1", "support")
+AVERAGES = ("macro avg", "weighted avg")
+CONFUSION_CORNER = "true\\predicted"
+
+
+def penultimate_model(model):
+    """`model` with two outputs: the input of its last Dense layer (the features the classifier
+    separates: MobileNetV3's 1024-d hidden layer, the pooled features of ResNet and ShuffleNetV2)
+    and its class probabilities, so one pass over the images yields both."""
+    import keras
+
+    last_dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    return keras.Model(model.input, [last_dense.input, model.output])
+
+
+def predict(model, dataset):
+    """True class indices and the model's outputs (a list, one array per output) over a batched
+    dataset of `(images, one-hot labels)`."""
+    import keras
+
+    y_true, outputs = [], []
     for images, one_hot in dataset.as_numpy_iterator():
-        probabilities = model.predict_on_batch(images)
         y_true.append(np.argmax(one_hot, axis=-1))
-        y_pred.append(np.argmax(np.asarray(probabilities), axis=-1))
-    return np.concatenate(y_true), np.concatenate(y_pred)
+        outputs.append([keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(model.predict_on_batch(images))])
+    return np.concatenate(y_true), [np.concatenate(column) for column in zip(*outputs)]
 
 
-def classification_metrics(y_true, y_pred, class_names):
-    """A JSON-ready dict: accuracy, macro and weighted P/R/F1, and per-class figures with support."""
-    labels = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
+def report_dict(y_true, y_pred, class_names):
+    """scikit-learn's classification report as plain JSON types: one entry per class name
+    (precision, recall, f1-score, support), then `accuracy`, `macro avg`, `weighted avg`."""
+    report = classification_report(
+        y_true, y_pred, labels=list(range(len(class_names))), target_names=class_names, output_dict=True,
+        zero_division=0,
     )
-    averages = {}
-    for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
-        averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "images": int(len(y_true)),
-        "macro": averages["macro"],
-        "weighted": averages["weighted"],
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(class_names)
-        },
+        key: {k: int(v) if k == "support" else float(v) for k, v in value.items()} if isinstance(value, dict)
+        else float(value)
+        for key, value in report.items()
     }
 
 
 def report_text(y_true, y_pred, class_names):
     """scikit-learn's classification report, for the terminal and `report.txt`."""
-    labels = list(range(len(class_names)))
     return classification_report(
-        y_true, y_pred, labels=labels, target_names=class_names, digits=3, zero_division=0
+        y_true, y_pred, labels=list(range(len(class_names))), target_names=class_names, digits=3, zero_division=0
     )
 
 
-def evaluate_model(model, paths, labels, class_names, image_size, batch_size=64):
-    """Predict a labelled list of image files; return `(metrics dict, report text)`."""
-    from keras_sign.data.pipeline import make_dataset
+def classification_metrics(report, class_names):
+    """The `metrics.json` summary of a `report_dict`: accuracy, images, macro and weighted P/R/F1, per class."""
 
-    dataset = make_dataset(paths, labels, len(class_names), image_size, batch_size)
-    y_true, y_pred = predict_classes(model, dataset)
-    return classification_metrics(y_true, y_pred, class_names), report_text(y_true, y_pred, class_names)
+    def figures(entry):
+        return {"precision": entry["precision"], "recall": entry["recall"], "f1": entry["f1-score"]}
+
+    return {
+        "accuracy": report["accuracy"],
+        "images": report["macro avg"]["support"],
+        "macro": figures(report["macro avg"]),
+        "weighted": figures(report["weighted avg"]),
+        "per_class": {name: {**figures(report[name]), "support": report[name]["support"]} for name in class_names},
+    }
 
 
-def evaluate_run(run_path, data_dir=None):
-    """Evaluate a run's model on its saved test split, or on another folder with the same class names.
+def report_rows(report, class_names):
+    """Rows of `report.csv`: one per class, then the macro and weighted averages."""
+    return [
+        [name, report[name]["precision"], report[name]["recall"], report[name]["f1-score"], report[name]["support"]]
+        for name in (*class_names, *AVERAGES)
+    ]
 
-    Writes `metrics.json` + `report.txt` (test split) or `metrics-<folder>.json` +
-    `report-<folder>.txt` (another folder) into the run folder.
-    Returns `(metrics, report, written metrics path)`.
+
+def tsne_points(features, max_points=TSNE_POINTS, seed=TSNE_SEED):
+    """2-D t-SNE of the rows of `features`, at most `max_points` of them (a seeded random subsample).
+
+    Returns `(indices, points)`: the rows used, in their original order, and their `(k, 2)` map.
     """
-    from keras_sign.data.scan import scan_folder
-    from keras_sign.runs import RunFolder, atomic_write_text
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
-    run = RunFolder.open(run_path)
-    info = run.read_json("run.json")
-    class_names = run.read_json("classes.json")
+    indices = np.arange(len(features))
+    if len(indices) > max_points:
+        indices = np.sort(np.random.default_rng(seed).choice(len(indices), max_points, replace=False))
+    if len(indices) < 2:
+        raise ValueError("t-SNE needs at least 2 points")
+    # perplexity ~ the neighbours each point weighs; it must stay below n, and n/3 keeps tiny sets spread out
+    perplexity = min(TSNE_PERPLEXITY, (len(indices) - 1) / 3)
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+    # Each of the ~1000 gradient steps is an OpenMP region; for a small test split the threads' hand-offs
+    # cost more than the work (50 points took 3 s instead of 0.05 s beside another busy process).
+    with threadpool_limits(limits=1 if len(indices) < TSNE_THREADED_FROM else None, user_api="openmp"):
+        return indices, tsne.fit_transform(np.asarray(features, dtype=np.float64)[indices])
+
+
+def _images_to_evaluate(run, info, class_names, data_dir):
+    """`(root, relative paths, class indices, description, file-name suffix)` of the images to score."""
+    from keras_sign.data.scan import scan_folder
+
     index = {name: i for i, name in enumerate(class_names)}
     if data_dir is None:
         rows = [row for row in run.read_split() if row["split"] == "test"]
         if not rows:
             raise KerasSignError(f"{run.path} has no test split to evaluate; pass --data-dir PATH with labelled images.")
         root = Path(info["data_root"])
-        paths = [root / row["path"] for row in rows]
-        missing = [p for p in paths if not p.is_file()]
+        missing = [root / row["path"] for row in rows if not (root / row["path"]).is_file()]
         if missing:
             raise KerasSignError(
                 f"{len(missing)} test image(s) are gone from {root} (e.g. {missing[0]}); "
                 "restore the data or pass --data-dir PATH."
             )
-        labels = [index[row["label"]] for row in rows]
-        source, suffix = "test split", ""
+        return root, [row["path"] for row in rows], [index[row["label"]] for row in rows], "test split", ""
+    table = scan_folder(data_dir)
+    unknown = sorted(set(table.class_names) - set(class_names))
+    if unknown:
+        raise KerasSignError(
+            f"Class folder(s) {', '.join(unknown)} in {data_dir} are not classes of this model "
+            f"({', '.join(class_names)}); remove them or evaluate a model trained on them."
+        )
+    folder = Path(data_dir).resolve()
+    return (table.root, [str(r.path) for r in table.records], [index[r.label] for r in table.records], str(folder),
+            f"-{folder.name}")
+
+
+def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_size=64):
+    """Evaluate a run's model on its saved test split, or on another folder with the same class names,
+    and write the reports, confusion matrix, t-SNE map and training curves into the run folder.
+
+    Decodes each image once: one model gives both the class probabilities and the penultimate
+    features. Returns `(metrics, report text, written paths)`.
+
+    Example:
+        >>> metrics, report, written = evaluate_run("runs/digits-mobilenetv3_small-20261125-203937")
+    """
+    from keras_sign import plots
+    from keras_sign.data.pipeline import make_dataset
+    from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text
+
+    run = RunFolder.open(run_path)
+    info = run.read_json("run.json")
+    class_names = run.read_json("classes.json")
+    root, paths, labels, source, suffix = _images_to_evaluate(run, info, class_names, data_dir)
+    dataset = make_dataset([root / p for p in paths], labels, len(class_names), info["image_size"], batch_size,
+                           info.get("center_crop", False))
+    y_true, (features, probabilities) = predict(penultimate_model(run.load_model()), dataset)
+    y_pred = probabilities.argmax(axis=-1)
+
+    report = report_dict(y_true, y_pred, class_names)
+    text = report_text(y_true, y_pred, class_names)
+    metrics = {**classification_metrics(report, class_names), "evaluated_on": source}
+    counts = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
+    name, where = run.path.name, "test split" if data_dir is None else Path(source).name
+
+    def path(stem, extension):
+        return run.file(f"{stem}{suffix}.{extension}")
+
+    written = [
+        atomic_write_text(path("report", "txt"), text),
+        atomic_write_json(path("report", "json"), report),
+        atomic_write_csv(path("report", "csv"), REPORT_COLUMNS, report_rows(report, class_names)),
+        atomic_write_json(path("metrics", "json"), metrics),
+        atomic_write_csv(path("confusion_matrix", "csv"), (CONFUSION_CORNER, *class_names),
+                         [[class_name, *row] for class_name, row in zip(class_names, counts.tolist())]),
+        plots.confusion_matrix_png(counts, class_names, path("confusion_matrix", "png"),
+                                   title=f"{name}\n{where}: {len(y_true)} images, accuracy {metrics['accuracy']:.3f}"),
+    ]
+
+    if len(y_true) < 2:
+        log.info("Only %d image evaluated: no t-SNE map.", len(y_true))
     else:
-        table = scan_folder(data_dir)
-        unknown = sorted(set(table.class_names) - set(class_names))
-        if unknown:
-            raise KerasSignError(
-                f"Class folder(s) {', '.join(unknown)} in {data_dir} are not classes of this model "
-                f"({', '.join(class_names)}); remove them or evaluate a model trained on them."
-            )
-        paths = [table.root / r.path for r in table.records]
-        labels = [index[r.label] for r in table.records]
-        source, suffix = str(Path(data_dir).resolve()), f"-{Path(data_dir).resolve().name}"
-    model = run.load_model()
-    metrics, report = evaluate_model(model, paths, labels, class_names, info["image_size"])
-    metrics["evaluated_on"] = source
-    written = run.file(f"metrics{suffix}.json")
-    run.write_json(written.name, metrics)
-    atomic_write_text(run.file(f"report{suffix}.txt"), report)
-    return metrics, report, written
+        chosen, points = tsne_points(features, max_tsne_points)
+        shown = f"{len(chosen)} of {len(y_true)}" if len(chosen) < len(y_true) else f"{len(y_true)}"
+        written += [
+            atomic_write_csv(path("tsne", "csv"), ("x", "y", "label", "predicted", "path"), [
+                [x, y, class_names[labels[i]], class_names[y_pred[i]], paths[i]]
+                for i, (x, y) in zip(chosen, points.tolist())
+            ]),
+            plots.tsne_png(points, y_true[chosen], class_names, path("tsne", "png"),
+                           title=f"t-SNE of penultimate features\n{name}, {where}: {shown} images"),
+        ]
+
+    # The training curves belong to the run, not to the evaluated images: one unsuffixed file.
+    history = run.read_history()
+    if history:
+        written.append(plots.curves_png(history, run.file("curves.png"), title=f"{name}: training curves"))
+    else:
+        log.info("%s has no finished epoch in history.csv: no curves.png.", run.path)
+    return metrics, text, written

@@ -161,8 +161,10 @@ def _check_points(points, labels, class_names):
 
 
 def _scatter(ax, points, labels, colors, title):
+    # dots sized for thousands of points vanish when a small test split gives a few dozen
+    size = float(np.clip(3000 / max(len(points), 1), 7, 36))
     # one scatter call in sample order, so no class is always painted on top of the others
-    ax.scatter(points[:, 0], points[:, 1], c=np.asarray(colors)[labels], s=7, alpha=0.8, linewidths=0)
+    ax.scatter(points[:, 0], points[:, 1], c=np.asarray(colors)[labels], s=size, alpha=0.8, linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])  # t-SNE coordinates have no meaning, only neighbourhoods do
     ax.set_title(title)

@@ -2,7 +2,8 @@
 
 A run folder holds `config.yaml`, `run.json` (backend, versions, timing,
 data root, normalisation), `classes.json`, `split.csv`, `history.csv`,
-`model.keras` and `metrics.json`. Every file is written to a temporary name in
+`model.keras` and `metrics.json`, and while training `checkpoint/` (see
+`keras_sign.checkpoints`). Every file is written to a temporary name in
 the same folder and renamed into place, so an interrupted run never leaves a
 half-written file that a later command would trust.
 """
@@ -23,7 +24,7 @@ os.umask(_UMASK)
 
 
 def atomic_write_bytes(path, data):
-    """Write `data` to `path` so readers see either the old file or the whole new one."""
+    """Write `data` to `path` so readers see either the old file or the whole new one; return `path`."""
     path = Path(path)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -36,14 +37,15 @@ def atomic_write_bytes(path, data):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def atomic_write_text(path, text):
-    atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path, value):
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def atomic_write_csv(path, header, rows):
@@ -51,12 +53,21 @@ def atomic_write_csv(path, header, rows):
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def read_csv(path):
     with open(path, newline="") as file:
         return list(csv.DictReader(file))
+
+
+def create_empty_folder(path, what):
+    """Create the output folder `path`, refusing one that already holds files (they would mix with ours)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise KerasSignError(f"{what} {path} already exists and is not empty; choose another --out.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class RunFolder:
@@ -70,11 +81,7 @@ class RunFolder:
         """A new, empty run folder: `out` if given, else `runs/<dataset>-<arch>-<time>`."""
         if out is None:
             out = Path("runs") / f"{dataset}-{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-        path = Path(out)
-        if path.exists() and any(path.iterdir()):
-            raise KerasSignError(f"Run folder {path} already exists and is not empty; choose another --out.")
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        return cls(create_empty_folder(out, "Run folder"))
 
     @classmethod
     def open(cls, path):
@@ -103,22 +110,30 @@ class RunFolder:
     def read_split(self):
         return read_csv(self.file("split.csv"))
 
-    def save_model(self, model):
-        """Save `model.keras` atomically (Keras insists on the `.keras` suffix, so the temp name keeps it)."""
-        final = self.file("model.keras")
-        tmp = self.file(f".model-{os.getpid()}.tmp.keras")
+    def read_history(self):
+        """Rows of `history.csv`; none before the first epoch has finished."""
+        path = self.file("history.csv")
+        return read_csv(path) if path.is_file() else []
+
+    def save_model(self, model, name="model.keras"):
+        """Save a model file atomically (Keras insists on the `.keras` suffix, so the temp name keeps it)."""
+        final = self.file(name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.stem}-{os.getpid()}.tmp.keras")
         try:
             model.save(tmp)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
 
-    def load_model(self):
+    def load_model(self, name="model.keras", compile=False):
+        """A model file of the run; `compile=True` also restores its optimizer state (same backend only)."""
         import keras
 
+        import keras_sign.schedules  # noqa: F401  registers the learning-rate schedule a checkpoint's optimizer holds
         from keras_sign.models import available_models
 
         available_models()  # imports every architecture, registering its custom layers for loading
-        # Not compiled: a model trained under JAX records jit_compile=True, which under the torch
-        # backend would mean torch.compile; prediction and weight copying need no compiled state.
-        return keras.models.load_model(self.file("model.keras"), compile=False)
+        # Not compiled by default: a model trained under JAX records jit_compile=True, which under the
+        # torch backend would mean torch.compile; prediction and weight copying need no compiled state.
+        return keras.models.load_model(self.file(name), compile=compile)

@@ -1,9 +1,12 @@
 """Training station: data -> model -> `model.fit` (Adam, categorical cross-entropy) -> run folder.
 
     keras-sign train --arch mobilenetv3 --dataset digits --epochs 30
+    keras-sign train --resume runs/digits-mobilenetv3_small-20261126-101500
+
+Training runs epoch by epoch and checkpoints after each (`keras_sign.checkpoints`),
+so a run killed at any moment resumes with its history intact.
 """
 
-import functools
 import logging
 import os
 import platform
@@ -17,10 +20,11 @@ import numpy as np
 from keras_sign import __version__
 from keras_sign.config import config_to_yaml
 from keras_sign.data.catalog import scan_dataset
-from keras_sign.data.pipeline import channel_mean_std, make_dataset
+from keras_sign.checkpoints import finished_history, read_state, record_epoch, remove_leftovers
+from keras_sign.data.pipeline import batches, channel_mean_std, decoded_images, epoch_seed
 from keras_sign.data.split import SPLITS, choose_method, make_split
 from keras_sign.errors import KerasSignError
-from keras_sign.evaluation import evaluate_model
+from keras_sign.evaluation import evaluate_run
 from keras_sign.models import build_model, canonical_name
 from keras_sign.models.pretrained import (
     KERAS_APPLICATIONS_MEAN, KERAS_APPLICATIONS_STD, copy_matching_weights, is_keras_applications_source,
@@ -28,6 +32,7 @@ from keras_sign.models.pretrained import (
 )
 from keras_sign.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_text
+from keras_sign.schedules import WarmupSchedule
 
 log = logging.getLogger("keras_sign")
 
@@ -37,29 +42,35 @@ HISTORY_COLUMNS = (
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Rewrite `history.csv` atomically after every epoch, with timing and learning rate."""
+    """Rewrite `history.csv` atomically after every epoch, with timing and learning rate, and log the epoch."""
 
-    def __init__(self, path, train_images):
+    def __init__(self, path, train_images, epochs, rows=()):
         super().__init__()
         self.path = path
         self.train_images = train_images
-        self.rows = []
+        self.epochs = epochs
+        self.rows = [[row[column] for column in HISTORY_COLUMNS] for row in rows]  # earlier epochs of a resumed run
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
+        # The rate of the epoch's first step: with a schedule, the end-of-epoch rate is the next epoch's.
+        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
         logs = dict(logs or {})
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = self.learning_rate
         logs["epoch_seconds"] = seconds
         logs["images_per_second"] = self.train_images / seconds
         self.rows.append([epoch + 1] + [_round(logs.get(column)) for column in HISTORY_COLUMNS[1:]])
         atomic_write_csv(self.path, HISTORY_COLUMNS, self.rows)
+        shown = ", ".join(f"{key} {logs[key]:.4g}" for key in HISTORY_COLUMNS[1:6] if logs.get(key) is not None)
+        log.info("epoch %d/%d: %s, %.1f s (%.0f images/s)", epoch + 1, self.epochs, shown, seconds,
+                 logs["images_per_second"])
 
 
 def _round(value):
-    return "" if value is None else round(float(value), 6)
+    return "" if value is None else float(f"{float(value):.6g}")  # significant digits: rates can be 1e-7
 
 
 def environment_record(backend, reason):
@@ -81,11 +92,19 @@ def environment_record(backend, reason):
     }
 
 
-def compile_model(model, learning_rate):
-    """Adam and categorical cross-entropy, as in the study."""
+def make_optimizer(config, learning_rate):
+    """Adam as in the study, or AdamW; weight decay is decoupled in both (Keras applies it to the weights directly)."""
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=0.01 if config.weight_decay is None else config.weight_decay)
+    return keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
+
+
+def compile_model(model, config, peak_lr, phase_steps, warmup_steps=0):
+    """Compile for one training phase: optimizer with its schedule over the phase, categorical cross-entropy."""
+    schedule = WarmupSchedule(config.schedule, peak_lr, phase_steps, min(warmup_steps, phase_steps))
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
+        optimizer=make_optimizer(config, schedule),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
 
@@ -154,37 +173,93 @@ def starting_point(config, arch):
     }
 
 
-def fit(model, config, train_ds, val_ds, history):
-    """`model.fit` for `config.epochs`; with `freeze_backbone`, first the head alone, then all at `finetune_lr`."""
-    fit_epochs = functools.partial(
-        model.fit, train_ds, validation_data=val_ds, callbacks=[history],
-        verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch when the output goes to a log file
-        shuffle=False,  # tf.data already reshuffles every epoch, seeded
-    )
-    if config.freeze_backbone:
-        set_backbone_trainable(model, False)
-        compile_model(model, config.lr)
-        log.info("Training the head only for %d epoch(s).", config.freeze_backbone)
-        fit_epochs(epochs=config.freeze_backbone)
-    if config.freeze_backbone < config.epochs:
-        # Unfrozen only when training goes on, so a saved head-only model keeps the optimizer it trained with.
-        set_backbone_trainable(model, True)
-        finetune_lr = config.finetune_lr or config.lr / 10
-        compile_model(model, finetune_lr if config.freeze_backbone else config.lr)
-        fit_epochs(epochs=config.epochs, initial_epoch=config.freeze_backbone)
+def phase_of(config, epoch):
+    """`(first epoch, end epoch, peak learning rate, backbone trainable)` of the training phase holding `epoch`.
+
+    With `freeze_backbone` N, epochs 0..N-1 train the head alone at `lr`, then everything at `finetune_lr`.
+    """
+    if epoch < config.freeze_backbone:
+        return 0, config.freeze_backbone, config.lr, False
+    peak = (config.finetune_lr or config.lr / 10) if config.freeze_backbone else config.lr
+    return config.freeze_backbone, config.epochs, peak, True
 
 
-def train(config, backend, backend_reason):
-    """Train `config.arch` on `config`'s data and write a complete run folder; return `(run, metrics)`."""
-    started = time.time()
+def fit_epochs(model, config, run, data, history):
+    """Train epoch by epoch from the run's checkpoint state, checkpointing after each; return the final state.
+
+    Each epoch is its own `model.fit` call on batches seeded by (seed, epoch), so an epoch trained
+    after a resume sees the same data as it would have without the interruption.
+    """
+    state = read_state(run)
+    steps_per_epoch = data["steps_per_epoch"]
+    for epoch in range(state["epoch"], config.epochs):
+        if state["stopped_early"]:
+            break
+        first, end, peak, trainable = phase_of(config, epoch)
+        if epoch == first or not model.compiled:
+            set_backbone_trainable(model, trainable)
+            if not trainable:
+                log.info("Training the head only for %d epoch(s).", end - first)
+            compile_model(model, config, peak, (end - first) * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
+        result = model.fit(
+            data["train_batches"](epoch), validation_data=data["val"], initial_epoch=epoch, epochs=epoch + 1,
+            callbacks=[history], verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
+        )
+        logs = {key: values[-1] for key, values in result.history.items()}
+        state = record_epoch(run, model, state, logs, config.patience)
+    return state
+
+
+def configure_runtime(config, backend):
+    """Seed, determinism, mixed precision and data parallelism, before any model exists; return the device count."""
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()  # tf.data feeds every backend, and TF kernels
+        if backend == "torch":
+            import torch
+
+            torch.use_deterministic_algorithms(True)
+    keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    if backend != "jax":
+        if config.devices != "1":
+            raise KerasSignError(f"--devices {config.devices} needs the JAX backend (keras.distribution); add --backend jax.")
+        return [_default_device(backend)]
+    available = keras.distribution.list_devices()
+    count = len(available) if config.devices == "all" else int(config.devices)
+    keras.distribution.set_distribution(None)
+    if count > 1:
+        if count > len(available):
+            raise KerasSignError(f"--devices {count} asks for more devices than the {len(available)} JAX sees.")
+        if config.batch_size % count:
+            raise KerasSignError(f"--batch-size {config.batch_size} must be a multiple of the {count} devices.")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=available[:count]))
+        log.info("Data parallel over %d devices, %d images each per step.", count, config.batch_size // count)
+    return available[:count]
+
+
+def _default_device(backend):
+    """The device a single-device TensorFlow or PyTorch run trains on, for the run record."""
+    if backend == "torch":
+        import torch
+
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return gpus[0].name if gpus else "cpu"
+
+
+def new_run(config, backend, backend_reason):
+    """Scan and split the data, create the run folder and write everything known before training."""
     arch = canonical_name(config.arch)
     table = scan_dataset(config.dataset, config.data_dir, config.classes, config.cache_dir)
+    if config.limit_per_class:
+        table = table.limited(config.limit_per_class)
     method = choose_method(config.split, table)
     assignment = make_split(table, method, config.val_fraction, config.test_fraction, config.seed)
-    files = {s: [(table.root / r.path, y) for r, y, a in zip(table.records, table.labels, assignment) if a == s]
-             for s in SPLITS}
-    counts = {s: len(files[s]) for s in SPLITS}
+    counts = {s: sum(a == s for a in assignment) for s in SPLITS}
     log.info(
         "%s: %d classes, %s layout, split %s: %s", table.root, len(table.class_names), table.layout, method,
         ", ".join(f"{counts[s]} {s}" for s in SPLITS),
@@ -200,10 +275,10 @@ def train(config, backend, backend_reason):
     run.write_json("classes.json", table.class_names)
     run.write_split(table.records, assignment)
 
-    train_paths, train_labels = zip(*files["train"])
     mean, std = start["mean"], start["std"]
     if mean is None:
-        mean, std = channel_mean_std(train_paths, config.image_size)
+        train_paths = [table.root / r.path for r, a in zip(table.records, assignment) if a == "train"]
+        mean, std = channel_mean_std(train_paths, config.image_size, config.center_crop)
     record = {
         "status": "training",
         "arch": arch,
@@ -214,41 +289,118 @@ def train(config, backend, backend_reason):
         "split_counts": counts,
         "skipped_files": [list(item) for item in table.skipped],
         "image_size": config.image_size,
+        "center_crop": config.center_crop,
         "start": start["description"],
         "normalization": {"source": start["normalization"], "mean": list(mean), "std": list(std)},
         "padding": start["padding"],
         **environment_record(backend, backend_reason),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "total_seconds": 0.0,
     }
     run.write_json("run.json", record)
+    return run, record
 
-    model = build_model(
-        arch, len(table.class_names), config.image_size, mean, std, config.dropout, config.bn_momentum,
-        padding=start["padding"],
-    )
-    fresh = start["fill"](model)
-    if fresh:
-        log.info("Starting from %s; new initial weights for %s.", start["description"], ", ".join(fresh))
-    train_ds = make_dataset(
-        train_paths, train_labels, len(table.class_names), config.image_size, config.batch_size,
-        training=True, augment=config.augment, seed=config.seed,
-    )
-    val_ds = None
-    if files["val"]:
-        val_paths, val_labels = zip(*files["val"])
-        val_ds = make_dataset(val_paths, val_labels, len(table.class_names), config.image_size, config.batch_size)
-    fit(model, config, train_ds, val_ds, HistoryWriter(run.file("history.csv"), counts["train"]))
+
+def open_for_resume(path, backend):
+    """The run folder of an interrupted (or extended) training and its record."""
+    run = RunFolder(path)
+    if not run.file("run.json").is_file() or not run.file("split.csv").is_file():
+        raise KerasSignError(f"{path} is not a run folder that training started; pass the folder given to --out.")
+    record = run.read_json("run.json")
+    if record["backend"] != backend:
+        raise KerasSignError(
+            f"{path} was trained with the {record['backend']} backend; resume it with --backend {record['backend']} "
+            "(optimizer state does not carry across backends)."
+        )
+    return run, record
+
+
+def split_files(run, record):
+    """`{split: (paths, class indices)}` from the run's `split.csv`, the single source of truth on resume."""
+    index = {name: i for i, name in enumerate(run.read_json("classes.json"))}
+    root = Path(record["data_root"])
+    files = {split: ([], []) for split in SPLITS}
+    for row in run.read_split():
+        files[row["split"]][0].append(root / row["path"])
+        files[row["split"]][1].append(index[row["label"]])
+    missing = [p for p in files["train"][0] if not p.is_file()]
+    if missing:
+        raise KerasSignError(f"{len(missing)} training image(s) are gone (e.g. {missing[0]}); restore {root}.")
+    return files
+
+
+def training_data(config, files, num_classes, devices):
+    """Cached training and validation images, and a function giving the batches of one epoch."""
+    train_images = decoded_images(*files["train"], config.image_size, config.center_crop)
+    drop_remainder = devices > 1  # every device needs an equal share of each batch
+
+    def train_batches(epoch):
+        seed = epoch_seed(config.seed, epoch)
+        return batches(train_images, num_classes, config.batch_size, shuffle_seed=seed,
+                       augment_seed=seed if config.augment else None, drop_remainder=drop_remainder)
+
+    val = None
+    if files["val"][0]:
+        val = batches(decoded_images(*files["val"], config.image_size, config.center_crop), num_classes, config.batch_size,
+                      drop_remainder=drop_remainder)
+    images = len(files["train"][0])
+    steps = images // config.batch_size if drop_remainder else -(-images // config.batch_size)
+    return {"train_batches": train_batches, "val": val, "steps_per_epoch": max(steps, 1)}
+
+
+def train(config, backend, backend_reason, resume=False):
+    """Train `config.arch` and write a complete run folder; return `(run, metrics)`.
+
+    With `resume`, `config.out` is an interrupted run folder: training continues after its last
+    checkpointed epoch (its split, normalisation and history are kept).
+    """
+    started = time.time()
+    devices = configure_runtime(config, backend)
+    if resume:
+        run, record = open_for_resume(config.out, backend)
+        atomic_write_text(run.file("config.yaml"), config_to_yaml(config))  # --epochs / --patience may change
+    else:
+        run, record = new_run(config, backend, backend_reason)
+    record["devices"] = [str(device) for device in devices]
+    record["dtype_policy"] = keras.config.dtype_policy().name
+    class_names = run.read_json("classes.json")
+    files = split_files(run, record)
+    data = training_data(config, files, len(class_names), len(devices))
+
+    state = read_state(run)
+    remove_leftovers(run, state)
+    if state["model"]:
+        model = run.load_model(state["model"], compile=True)
+        log.info("Resuming %s after epoch %d of %d.", run.path, state["epoch"], config.epochs)
+    else:
+        start = starting_point(config, record["arch"])
+        normalization = record["normalization"]
+        model = build_model(
+            record["arch"], len(class_names), config.image_size, normalization["mean"], normalization["std"],
+            config.dropout, config.bn_momentum, padding=record["padding"],
+        )
+        fresh = start["fill"](model)
+        if fresh:
+            log.info("Starting from %s; new initial weights for %s.", start["description"], ", ".join(fresh))
+    if state["epoch"] >= config.epochs or state["stopped_early"]:
+        raise KerasSignError(
+            f"{run.path} has already trained {state['epoch']} epoch(s)"
+            f"{' and stopped early' if state['stopped_early'] else ''}; pass a larger --epochs to train on."
+        )
+    history = HistoryWriter(run.file("history.csv"), len(files["train"][0]), config.epochs,
+                            finished_history(run, state))
+    state = fit_epochs(model, config, run, data, history)
+    if len(devices) > 1:
+        keras.distribution.set_distribution(None)  # evaluation runs on one device, whatever the batch size
     run.save_model(model)
 
-    metrics = None
-    if files["test"]:
-        test_paths, test_labels = zip(*files["test"])
-        metrics, report = evaluate_model(
-            model, test_paths, test_labels, table.class_names, config.image_size, config.batch_size
-        )
-        metrics["evaluated_on"] = "test split"
-        run.write_json("metrics.json", metrics)
-        atomic_write_text(run.file("report.txt"), report)
-    record.update(status="finished", total_seconds=round(time.time() - started, 1))
+    record.update(
+        status="finished", epochs_trained=state["epoch"], stopped_early=state["stopped_early"],
+        best_epoch=state["best_epoch"], best_val_accuracy=state["best_val_accuracy"],
+        total_seconds=round(record.get("total_seconds", 0.0) + time.time() - started, 1),
+    )
     run.write_json("run.json", record)
+    metrics = None
+    if files["test"][0]:  # reports, confusion matrix, t-SNE and curves, as `keras-sign evaluate` writes them
+        metrics, _, _ = evaluate_run(run.path, batch_size=config.batch_size)
     return run, metrics

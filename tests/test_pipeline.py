@@ -1,7 +1,7 @@
 import numpy as np
 
 from keras_sign.data.catalog import scan_dataset
-from keras_sign.data.pipeline import channel_mean_std, make_dataset
+from keras_sign.data.pipeline import batches, channel_mean_std, decoded_images, epoch_seed, make_dataset
 
 
 def _sample(n=24):
@@ -20,20 +20,31 @@ def test_batches_have_the_model_input_contract():
     np.testing.assert_array_equal(one_hot.argmax(1), labels[:16])
 
 
-def test_evaluation_order_is_fixed_and_training_order_is_shuffled_per_epoch():
+def test_evaluation_order_is_fixed_and_each_epoch_is_a_function_of_seed_and_epoch():
     paths, labels = _sample()
     evaluation = make_dataset(paths, labels, 10, 32, 24)
     first = next(evaluation.as_numpy_iterator())[1].argmax(1)
     np.testing.assert_array_equal(first, labels)
-    training = make_dataset(paths, labels, 10, 32, 24, training=True, seed=1)
-    epoch1, epoch2 = (next(training.as_numpy_iterator())[1].argmax(1) for _ in range(2))
-    assert sorted(epoch1) == sorted(labels) and list(epoch1) != list(epoch2)
+    images = decoded_images(paths, labels, 32)
+
+    def epoch(number, seed=1):
+        s = epoch_seed(seed, number)
+        return next(batches(images, 10, 24, shuffle_seed=s, augment_seed=s).as_numpy_iterator())
+
+    epoch1, epoch2, epoch1_again = epoch(1), epoch(2), epoch(1)
+    assert sorted(epoch1[1].argmax(1)) == sorted(labels)
+    assert list(epoch1[1].argmax(1)) != list(epoch2[1].argmax(1))
+    # a resumed run rebuilds epoch 1 and must see the same order and the same augmented pixels
+    np.testing.assert_array_equal(epoch1[0], epoch1_again[0])
+    np.testing.assert_array_equal(epoch1[1], epoch1_again[1])
+    assert list(epoch(1, seed=2)[1].argmax(1)) != list(epoch1[1].argmax(1))
 
 
 def test_augmentation_changes_pixels_but_not_range_or_labels():
     paths, labels = _sample(8)
-    plain = next(make_dataset(paths, labels, 10, 48, 8, training=True, seed=5).as_numpy_iterator())
-    augmented = next(make_dataset(paths, labels, 10, 48, 8, training=True, augment=True, seed=5).as_numpy_iterator())
+    images = decoded_images(paths, labels, 48)
+    plain = next(batches(images, 10, 8, shuffle_seed=5).as_numpy_iterator())
+    augmented = next(batches(images, 10, 8, shuffle_seed=5, augment_seed=5).as_numpy_iterator())
     np.testing.assert_array_equal(plain[1], augmented[1])  # same seed, same shuffle
     assert np.abs(plain[0] - augmented[0]).mean() > 1.0
     assert 0 <= augmented[0].min() and augmented[0].max() <= 255
@@ -45,3 +56,20 @@ def test_channel_statistics_match_numpy():
     mean, std = channel_mean_std(paths, 32)
     np.testing.assert_allclose(mean, images.reshape(-1, 3).mean(0), rtol=1e-5)
     np.testing.assert_allclose(std, images.reshape(-1, 3).std(0), rtol=1e-4)
+
+
+def test_center_crop_keeps_the_aspect_ratio_and_cuts_the_middle(tmp_path):
+    from PIL import Image
+
+    from keras_sign.data.pipeline import decode_and_resize
+
+    # 160 x 80: left quarter red, middle half green, right quarter blue.
+    pixels = np.zeros((80, 160, 3), np.uint8)
+    pixels[:, :40, 0], pixels[:, 40:120, 1], pixels[:, 120:, 2] = 255, 255, 255
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    cropped = decode_and_resize(str(tmp_path / "wide.png"), 56, center_crop=True).numpy()
+    squashed = decode_and_resize(str(tmp_path / "wide.png"), 56).numpy()
+    assert cropped.shape == squashed.shape == (56, 56, 3)
+    # shorter side 80 -> 64 (56 / 0.875), width 128; the central 56 columns are all green
+    assert cropped[..., 1].min() == 255 and cropped[..., 0].max() == 0 and cropped[..., 2].max() == 0
+    assert squashed[:, 0, 0].min() == 255 and squashed[:, -1, 2].min() == 255

@@ -3,8 +3,12 @@
 Files are decoded and resized in parallel, cached as uint8 at the training
 size, shuffled, batched, augmented (training only) and prefetched. Images
 leave as float32 in 0-255 RGB: normalisation is a layer inside the model.
+Training builds each epoch's batches from the same cache with a seed derived
+from the run's seed and the epoch number, so a resumed run sees exactly the
+order and augmentation an uninterrupted one would have.
 """
 
+import math
 import os
 
 import numpy as np
@@ -24,65 +28,115 @@ def import_tensorflow():
     return tf
 
 
-def make_augmenter(seed):
-    """The training augmentation: Keras core layers, run inside tf.data on every backend."""
-    import keras
+def augment_batch(images, seed):
+    """Random rotation (up to 5% of a turn), translation (10%), zoom (10%) and contrast (20%) per image.
 
-    return keras.layers.Pipeline(
-        [
-            keras.layers.RandomRotation(0.05, fill_mode="nearest", seed=seed),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
-            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 2),
-            keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 3),
-        ],
-        name="augment",
+    The same transformations as Keras' RandomRotation/Translation/Zoom/Contrast (nearest fill), but
+    drawn statelessly from `seed` (two integers): the same batch of the same epoch is augmented the
+    same way on every run, however tf.data schedules its parallel calls, which a resumed or data
+    parallel run needs.
+    """
+    tf = import_tensorflow()
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    draws = tf.random.stateless_uniform([shape[0], 5], seed=seed, minval=-1.0, maxval=1.0)
+    angle = draws[:, 0] * 0.05 * 2 * math.pi
+    scale = 1.0 + draws[:, 3] * 0.1  # > 1 samples a larger area: zoom out
+    shift_x, shift_y = draws[:, 1] * 0.1 * width, draws[:, 2] * 0.1 * height
+    cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+    center_x, center_y = (width - 1) / 2, (height - 1) / 2
+    # Each output pixel (x, y) reads the input at the rotated, scaled and shifted point around the centre.
+    zeros = tf.zeros_like(cos)
+    transforms = tf.stack([
+        cos, -sin, center_x - cos * center_x + sin * center_y - shift_x,
+        sin, cos, center_y - sin * center_x - cos * center_y - shift_y,
+        zeros, zeros,
+    ], axis=1)
+    transformed = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="NEAREST",
     )
+    images = tf.ensure_shape(transformed, images.shape)  # the transform op forgets the static size
+    contrast = 1.0 + draws[:, 4] * 0.2
+    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    return tf.clip_by_value((images - mean) * contrast[:, None, None, None] + mean, 0.0, 255.0)
 
 
-def decode_and_resize(path, image_size):
-    """Read one image file as uint8 RGB at `image_size` x `image_size` (any format the scanner accepts)."""
+CENTER_CROP_FRACTION = 0.875  # torchvision's evaluation transform: Resize(256) + CenterCrop(224)
+
+
+def decode_and_resize(path, image_size, center_crop=False):
+    """Read one image file as uint8 RGB at `image_size` x `image_size` (any format the scanner accepts).
+
+    The whole image is resized to the square by default; with `center_crop` its shorter side is
+    resized to `image_size / 0.875` and the central square cut out, keeping the aspect ratio.
+    """
     tf = import_tensorflow()
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), antialias=True)
+    if center_crop:
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        scale = round(image_size / CENTER_CROP_FRACTION) / tf.reduce_min(shape)
+        image = tf.image.resize(image, tf.cast(tf.round(shape * scale), tf.int32), antialias=True)
+        image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
+    else:
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def make_dataset(paths, labels, num_classes, image_size, batch_size, training=False, augment=False, seed=0):
-    """A batched `tf.data.Dataset` of `(float32 images 0-255, one-hot labels)`.
+def decoded_images(paths, labels, image_size, center_crop=False):
+    """`(uint8 image, class index)` pairs, decoded once and cached in memory for every later epoch."""
+    tf = import_tensorflow()
+    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, dtype=np.int32)))
+    ds = ds.map(lambda p, y: (decode_and_resize(p, image_size, center_crop), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.cache()
+
+
+def batches(images, num_classes, batch_size, shuffle_seed=None, augment_seed=None, drop_remainder=False):
+    """Batches of `(float32 images 0-255, one-hot labels)` from `decoded_images`.
 
     Args:
-        paths: image file paths.
-        labels: integer class indices, one per path.
+        images: a dataset from `decoded_images`.
         num_classes: length of the one-hot vectors.
-        image_size: side of the square images the model takes.
         batch_size: images per batch.
-        training: shuffle every epoch (seeded) and apply `augment`.
-        augment: apply the training augmentation (only with `training`).
-        seed: seed of the shuffle and the augmentation.
+        shuffle_seed: shuffle all images with this seed (None: keep the order).
+        augment_seed: apply the training augmentation seeded with this (None: no augmentation).
+        drop_remainder: leave out a last, smaller batch (data parallel training needs equal shards).
+    """
+    tf = import_tensorflow()
+    autotune = tf.data.AUTOTUNE
+    ds = images
+    if shuffle_seed is not None:
+        ds = ds.shuffle(int(ds.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=False)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), num_parallel_calls=autotune)
+    if augment_seed is not None:
+        ds = ds.enumerate().map(
+            lambda index, batch: (augment_batch(batch[0], tf.stack([tf.constant(augment_seed, tf.int64), index])),
+                                  batch[1]),
+            num_parallel_calls=autotune,
+        )
+    return ds.prefetch(autotune)
+
+
+def epoch_seed(seed, epoch):
+    """The shuffle and augmentation seed of one epoch: a function of the run's seed and the epoch alone."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
+
+
+def make_dataset(paths, labels, num_classes, image_size, batch_size, center_crop=False):
+    """Batches of `(float32 images 0-255, one-hot labels)` in file order, for evaluation.
 
     Example:
         >>> ds = make_dataset(["a.jpg", "b.png"], [0, 1], 2, 64, 2)
     """
-    tf = import_tensorflow()
-    autotune = tf.data.AUTOTUNE
-    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, dtype=np.int32)))
-    ds = ds.map(lambda p, y: (decode_and_resize(p, image_size), y), num_parallel_calls=autotune)
-    ds = ds.cache()
-    if training:
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), num_parallel_calls=autotune)
-    if training and augment:
-        augmenter = make_augmenter(seed)
-        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=autotune)
-    return ds.prefetch(autotune)
+    return batches(decoded_images(paths, labels, image_size, center_crop), num_classes, batch_size)
 
 
-def channel_mean_std(paths, image_size):
+def channel_mean_std(paths, image_size, center_crop=False):
     """Per-channel mean and standard deviation (0-255 scale) of images, for the model's normalisation."""
     tf = import_tensorflow()
     ds = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
-    ds = ds.map(lambda p: decode_and_resize(p, image_size), num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+    ds = ds.map(lambda p: decode_and_resize(p, image_size, center_crop), num_parallel_calls=tf.data.AUTOTUNE).batch(256)
     total = np.zeros(3)
     total_sq = np.zeros(3)
     count = 0

@@ -63,6 +63,16 @@ class FileTable:
     def groups(self):
         return sorted({r.group for r in self.records if r.group is not None})
 
+    def limited(self, per_class):
+        """The same table keeping the first `per_class` images (by path) of each class in each group."""
+        seen = collections.Counter()
+        kept = []
+        for record in sorted(self.records, key=lambda r: r.path):
+            seen[record.group, record.label] += 1
+            if seen[record.group, record.label] <= per_class:
+                kept.append(record)
+        return dataclasses.replace(self, records=kept)
+
 
 def inspect_image(path):
     """Return `(sha1, width, height, mode, None)` for a decodable image, or `(sha1, .., reason)`."""

@@ -22,7 +22,6 @@ mean = std = 127.5) and computes exactly keras.applications' function.
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request

@@ -7,6 +7,11 @@ from keras_sign.models.pretrained import KERAS_APPLICATIONS_FILES, TORCHVISION_F
 from keras_sign.models.registry import aliases_of, available_models, build_model
 
 
+def count_parameters(model):
+    """Parameters as torchvision counts them: trainable weights, so batch norm's moving statistics are left out."""
+    return sum(math.prod(w.shape) for w in model.trainable_weights)
+
+
 def models_table(image_size=224, num_classes=1000):
     """A Markdown table: name, aliases, parameters, GMACs at `image_size`, ImageNet weights source."""
     rows = [
@@ -15,7 +20,7 @@ def models_table(image_size=224, num_classes=1000):
     ]
     for name in available_models():
         model = build_model(name, num_classes, image_size)
-        parameters = sum(math.prod(w.shape) for w in model.trainable_weights)
+        parameters = count_parameters(model)
         sources = [f"torchvision {TORCHVISION_FILES[name]}"] if name in TORCHVISION_FILES else []
         if name in KERAS_APPLICATIONS_FILES:
             sources.append("keras.applications (imagenet-keras)")

@@ -1,0 +1,197 @@
+"""Long-run training features through the real command line: resume after kill -9, early stopping,
+schedules, mixed precision, smoke mode, and data parallel training on two forced host devices."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SAMPLE, copy_subset, run_cli
+from keras_sign.runs import RunFolder
+
+# ResNet-18 has no dropout, so a deterministic run depends on nothing but the seed.
+DETERMINISTIC = ["--arch", "resnet18", "--image-size", "48", "--batch-size", "4", "--epochs", "4", "--seed", "5",
+                 "--deterministic", "--backend", "tensorflow"]
+
+
+def _ok(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _history(run):
+    with open(run / "history.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def _weights(run):
+    return RunFolder(run).load_model().get_weights()
+
+
+@pytest.fixture(scope="module")
+def digits60(tmp_path_factory):
+    """3 classes x 20 real photos: about 12 steps of batch 4 per epoch, a few seconds on 2 cores."""
+    return copy_subset(SAMPLE, tmp_path_factory.mktemp("resume") / "digits", ["0", "1", "2"], 20)
+
+
+def test_resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(digits60, tmp_path):
+    uninterrupted = tmp_path / "uninterrupted"
+    _ok(run_cli("train", "--data-dir", digits60, "--out", uninterrupted, *DETERMINISTIC))
+
+    interrupted = tmp_path / "interrupted"
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_sign.cli", "train", "--data-dir", digits60, "--out", interrupted, *DETERMINISTIC],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not (interrupted / "checkpoint" / "state.json").is_file():  # epoch 1 is checkpointed
+        assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    seconds_per_epoch = float(_history(interrupted)[0]["epoch_seconds"])
+    time.sleep(min(seconds_per_epoch, 3) / 2)  # into epoch 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = json.loads((interrupted / "checkpoint" / "state.json").read_text())
+    assert 1 <= state["epoch"] < 4 and not (interrupted / "model.keras").exists()
+
+    _ok(run_cli("train", "--resume", interrupted))
+    resumed, reference = _history(interrupted), _history(uninterrupted)
+    assert [row["epoch"] for row in resumed] == ["1", "2", "3", "4"]
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        assert [row[column] for row in resumed] == [row[column] for row in reference], column
+    for after_resume, straight in zip(_weights(interrupted), _weights(uninterrupted)):
+        np.testing.assert_array_equal(after_resume, straight)
+    info = json.loads((interrupted / "run.json").read_text())
+    assert info["status"] == "finished" and info["epochs_trained"] == 4
+    assert sorted(p.name for p in (interrupted / "checkpoint").iterdir()) == ["best.keras", "epoch-0004.keras",
+                                                                             "state.json"]
+
+    # Nothing left to do: a clear error; a larger --epochs trains on.
+    result = run_cli("train", "--resume", interrupted)
+    assert result.returncode != 0 and "already trained 4 epoch(s)" in result.stderr
+    result = run_cli("train", "--resume", interrupted, "--lr", "0.1")
+    assert result.returncode != 0 and "only --epochs, --patience and --backend" in result.stderr
+
+
+def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_path):
+    run = tmp_path / "run"
+    # With the backbone (and its batch norm) frozen and a learning rate this small, validation accuracy
+    # cannot change, so patience 1 stops after epoch 2.
+    _ok(run_cli("train", "--data-dir", small_digits, "--out", run, "--epochs", "6", "--patience", "1",
+                "--freeze-backbone", "6", "--lr", "1e-9", "--schedule", "cosine", "--warmup-epochs", "1", "--image-size", "32",
+                "--batch-size", "8", "--optimizer", "adamw", "--label-smoothing", "0.1"))
+    history = _history(run)
+    assert [row["epoch"] for row in history] == ["1", "2"]
+    info = json.loads((run / "run.json").read_text())
+    assert info["stopped_early"] and info["epochs_trained"] == 2 and info["best_epoch"] == 1
+    rates = [float(row["learning_rate"]) for row in history]
+    assert rates[0] < rates[1]  # epoch 1 warms up (its first step at lr / 3), epoch 2 starts at the peak
+    model = RunFolder(run).load_model("checkpoint/epoch-0002.keras", compile=True)
+    assert type(model.optimizer).__name__ == "AdamW" and model.loss.label_smoothing == 0.1
+
+
+def test_smoke_mode_and_mixed_precision_on_signer_data(massey, tmp_path):
+    run = tmp_path / "run"
+    _ok(run_cli("train", "--data-dir", massey, "--smoke", "--mixed-precision", "--out", run, "--epochs", "30"))
+    info = json.loads((run / "run.json").read_text())
+    assert info["dtype_policy"] == "mixed_bfloat16" and info["split_method"] == "signer"
+    assert sum(info["split_counts"].values()) <= 10 * 36 * 3  # 10 images per class and signer
+    assert len(_history(run)) == 1 and np.isfinite(float(_history(run)[0]["loss"]))
+    model = RunFolder(run).load_model()
+    assert model.get_layer("features_0_0").compute_dtype == "bfloat16" and model.output.dtype == "float32"
+
+
+DATA_PARALLEL = """
+import json, sys
+from keras_sign.backend import select_backend
+select_backend("jax")
+import keras
+from keras_sign.config import load_config
+from keras_sign.training import train
+data, out = sys.argv[1], sys.argv[2]
+for devices in ("1", "2"):
+    config = load_config(overrides=dict(data_dir=data, arch="shufflenetv2_x0_5", image_size=64, batch_size=12,
+                                        epochs=1, devices=devices, out=f"{out}/devices{devices}", seed=4))
+    run, _ = train(config, "jax", "test")
+    print(json.dumps(json.loads((run.path / "run.json").read_text())["devices"]))
+"""
+
+
+def test_data_parallel_on_two_host_devices_matches_one_device(small_digits, tmp_path):
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run([sys.executable, "-c", DATA_PARALLEL, str(small_digits), str(tmp_path)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()[-2:]] == [["cpu:0"], ["cpu:0", "cpu:1"]]
+    # Same global batch, same seed: the same training up to floating-point summation order. Adam's
+    # first steps move each weight by about +-lr whatever the gradient's size, so a gradient near 0
+    # can flip sign between the two; compare what the models compute rather than single weights.
+    # (At 32 px ShuffleNet's last batch norms see 1x1 maps of 8 images, so rounding differences grow
+    # chaotically there; 64 px and batch 12 keep the comparison well conditioned.)
+    import keras
+
+    runs = [tmp_path / f"devices{n}" for n in (1, 2)]
+    losses = [float(_history(run)[0]["loss"]) for run in runs]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-3)
+    models = [RunFolder(run).load_model() for run in runs]
+    images = np.random.default_rng(0).uniform(0, 255, (6, 64, 64, 3)).astype("float32")
+    one, two = (keras.ops.convert_to_numpy(model(images)) for model in models)
+    assert np.abs(one - two).max() < 1e-3
+    variances = [[keras.ops.convert_to_numpy(w) for w in m.non_trainable_weights if "moving_variance" in w.path]
+                 for m in models]
+    for a, b in zip(*variances):  # batch statistics over the global batch, not per device
+        np.testing.assert_allclose(a, b, rtol=1e-2)
+
+
+def test_data_parallel_needs_jax_and_a_divisible_batch(small_digits, tmp_path):
+    result = run_cli("train", "--data-dir", small_digits, "--devices", "2", "--backend", "tensorflow",
+                     "--out", tmp_path / "r")
+    assert result.returncode != 0 and "needs the JAX backend" in result.stderr
+
+
+def test_paper_configs_are_the_study_setting():
+    from keras_sign.config import load_config
+
+    configs = sorted((REPO / "configs" / "paper").glob("*.yaml"))
+    assert len(configs) == 9
+    loaded = [load_config(path) for path in configs]
+    assert {(c.arch, c.dataset) for c in loaded} == {
+        (arch, dataset) for arch in ("resnet18", "mobilenetv3_small", "shufflenetv2_x1_0")
+        for dataset in ("alphabet", "numbers", "fingerspelling")
+    }
+    assert {(c.batch_size, c.lr, c.epochs, c.optimizer, c.image_size, c.center_crop, c.augment) for c in loaded} == {
+        (64, 1e-3, 10, "adam", 224, True, False)
+    }
+
+
+def test_reproduce_trains_each_config_then_compares_and_keeps_finished_runs(small_digits, tmp_path):
+    configs = []
+    for arch in ("mobilenetv3", "resnet18"):
+        path = tmp_path / f"digits-{arch}.yaml"
+        path.write_text(f"arch: {arch}\ndata_dir: {small_digits}\nepochs: 5\n")
+        configs.append(path)
+    out = tmp_path / "out"
+    result = run_cli("reproduce", *configs, "--out", out, "--smoke", "--backend", "tensorflow")
+    _ok(result)
+    for arch in ("mobilenetv3", "resnet18"):
+        run = out / f"digits-{arch}"
+        assert "smoke: true" in (run / "config.yaml").read_text()
+        assert len(_history(run)) == 1  # --smoke: one epoch
+        for name in ("confusion_matrix.png", "tsne.png", "curves.png", "report.csv"):
+            assert (run / name).is_file(), name
+    compares = list(out.glob("compare-*"))
+    assert len(compares) == 1 and (compares[0] / "compare.md").read_text().count("| digits-") == 2
+    stamp = (out / "digits-resnet18" / "model.keras").stat().st_mtime_ns
+
+    time.sleep(1)  # the next comparison folder gets another time stamp
+    result = run_cli("reproduce", *configs, "--out", out, "--smoke", "--backend", "tensorflow")
+    _ok(result)
+    assert "finished earlier, kept" in result.stderr
+    assert (out / "digits-resnet18" / "model.keras").stat().st_mtime_ns == stamp
+    assert len(list(out.glob("compare-*"))) == 2
