@@ -152,7 +152,7 @@ def test_keras_applications_weights_compute_keras_applications_model_exactly(tmp
 
 def test_imagenet_keras_downloads_with_md5_check_and_is_refused_elsewhere(tmp_path, monkeypatch):
     from keras_sign.config import TrainConfig
-    from keras_sign.training import starting_point
+    from keras_sign.preparation import starting_point
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     mirror = tmp_path / "mirror"
