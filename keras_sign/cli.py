@@ -16,7 +16,11 @@ import click
 from keras_sign import __version__
 from keras_sign.backend import CHOICES as BACKEND_CHOICES
 from keras_sign.backend import select_backend
+from keras_sign.benchmark import RUNS, WARMUP
+from keras_sign.converters import IO_TYPES, QUANTIZATIONS
 from keras_sign.errors import KerasSignError
+from keras_sign.export import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OUT, FORMATS
+from keras_sign.verification import DEFAULT_MIN_AGREEMENT
 
 
 class _Group(click.Group):
@@ -221,6 +225,53 @@ def reproduce(configs, out, smoke, backend):
     click.echo(table)
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--format", "export_format", type=click.Choice(FORMATS), default="tflite", show_default=True,
+              help="tflite (LiteRT, for Android), onnx, or a TensorFlow SavedModel.")
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
+              help="TFLite only: float16 weights, dynamic-range int8 weights, or full int8 (calibrated).")
+@click.option("--io", "io_type", type=click.Choice(IO_TYPES), default="uint8", show_default=True,
+              help="Input and output type of an int8 model.")
+@click.option("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES, show_default=True,
+              help="Training images (a seeded sample) that calibrate an int8 model.")
+@click.option("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, show_default=True,
+              help="Lowest top-1 agreement with Keras that a quantized model needs to pass verification.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the calibration sample.")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, help="Folder that receives the bundle folder.")
+def export(run, export_format, quantize, io_type, calibration_images, min_agreement, seed, out):
+    """Export a run's model with labels.txt and model.json, verified against Keras on the test split."""
+    from keras_sign.export import export_run
+    from keras_sign.verification import verification_table
+
+    record = export_run(run, export_format, quantize, out, io_type, calibration_images, min_agreement, seed)
+    name = f"{export_format} {quantize}" + (f" ({io_type} in/out)" if quantize == "int8" else "")
+    click.echo(verification_table(record["verification"], name))
+    click.echo(f"bundle: {record['bundle']} ({record['bytes'] / 1e6:.2f} MB model)")
+    if not record["verified"]:
+        raise KerasSignError(
+            f"The export failed verification ({'; '.join(record['verification']['failures'])}); it is kept in "
+            f"{record['bundle']}, marked \"verified\": false in model.json."
+        )
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True), metavar="MODEL...")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT, onnxruntime and TensorFlow (default: all cores).")
+@click.option("--runs", type=click.IntRange(min=1), default=RUNS, show_default=True,
+              help=f"Timed batch-1 calls per model, after {WARMUP} warm-up calls.")
+@_backend_option
+def benchmark(models, threads, runs, backend):
+    """Latency (batch 1) and throughput (batch 32) of .keras/.tflite/.onnx files, run folders or export bundles."""
+    import os
+
+    select_backend(backend or "auto")
+    from keras_sign.benchmark import benchmark_models, benchmark_table
+
+    threads = threads or os.cpu_count()
+    click.echo(benchmark_table(benchmark_models(models, threads, runs), threads, runs))
 
 
 def main():

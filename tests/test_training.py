@@ -16,7 +16,7 @@ from conftest import REPO, SAMPLE, copy_subset, run_cli
 from keras_sign.runs import RunFolder
 
 # ResNet-18 has no dropout, so a deterministic run depends on nothing but the seed.
-DETERMINISTIC = ["--arch", "resnet18", "--image-size", "48", "--batch-size", "4", "--epochs", "4", "--seed", "5",
+DETERMINISTIC = ["--arch", "resnet18", "--image-size", "48", "--batch-size", "4", "--epochs", "3", "--seed", "5",
                  "--deterministic", "--backend", "tensorflow"]
 
 
@@ -58,23 +58,23 @@ def test_resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(digits60, tmp
     process.send_signal(signal.SIGKILL)
     process.wait()
     state = json.loads((interrupted / "checkpoint" / "state.json").read_text())
-    assert 1 <= state["epoch"] < 4 and not (interrupted / "model.keras").exists()
+    assert 1 <= state["epoch"] < 3 and not (interrupted / "model.keras").exists()
 
     _ok(run_cli("train", "--resume", interrupted))
     resumed, reference = _history(interrupted), _history(uninterrupted)
-    assert [row["epoch"] for row in resumed] == ["1", "2", "3", "4"]
+    assert [row["epoch"] for row in resumed] == ["1", "2", "3"]
     for column in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
         assert [row[column] for row in resumed] == [row[column] for row in reference], column
     for after_resume, straight in zip(_weights(interrupted), _weights(uninterrupted)):
         np.testing.assert_array_equal(after_resume, straight)
     info = json.loads((interrupted / "run.json").read_text())
-    assert info["status"] == "finished" and info["epochs_trained"] == 4
-    assert sorted(p.name for p in (interrupted / "checkpoint").iterdir()) == ["best.keras", "epoch-0004.keras",
+    assert info["status"] == "finished" and info["epochs_trained"] == 3
+    assert sorted(p.name for p in (interrupted / "checkpoint").iterdir()) == ["best.keras", "epoch-0003.keras",
                                                                              "state.json"]
 
     # Nothing left to do: a clear error; a larger --epochs trains on.
     result = run_cli("train", "--resume", interrupted)
-    assert result.returncode != 0 and "already trained 4 epoch(s)" in result.stderr
+    assert result.returncode != 0 and "already trained 3 epoch(s)" in result.stderr
     result = run_cli("train", "--resume", interrupted, "--lr", "0.1")
     assert result.returncode != 0 and "only --epochs, --patience and --backend" in result.stderr
 

@@ -1,0 +1,314 @@
+"""Export a run's model as a verified bundle: TFLite for Android, ONNX, or a TensorFlow SavedModel.
+
+    keras-sign export runs/digits-mobilenetv3_small-20261125-203937                     # float32 TFLite
+    keras-sign export RUN --quantize int8 --calibration-images 100 --io uint8           # full integer
+    keras-sign export RUN --format onnx
+
+writes `OUT/<run folder name>-<format>-<quantize>/` (OUT defaults to `exports/`):
+
+    model.tflite | model.onnx | saved_model/   raw RGB pixels 0-255 in, class probabilities out
+    labels.txt                                 one class name per line, in output order
+    model.json                                 input and output, classes, normalisation, preprocessing,
+                                               source run, quantization, converter and versions, and
+                                               the verification on the run's test split
+
+Conversion needs the TensorFlow backend, and the backend is fixed once Keras is imported: when this
+process runs another one (KERAS_BACKEND=jax, say), the export runs in a TensorFlow subprocess. The
+`.keras` file is backend-portable, so the run may have been trained under any backend.
+"""
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_sign import __version__
+from keras_sign.backend import select_backend
+from keras_sign.converters import IO_TYPES, QUANTIZATIONS, converter_record, to_onnx, to_saved_model, to_tflite
+from keras_sign.errors import KerasSignError
+from keras_sign.runs import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text
+from keras_sign.runtimes import file_size, load_model_file
+from keras_sign.verification import DEFAULT_MIN_AGREEMENT, compare_predictions
+
+log = logging.getLogger("keras_sign")
+
+FORMATS = ("tflite", "onnx", "saved_model")
+MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx", "saved_model": "saved_model"}
+RUNTIME_PACKAGES = {"tflite": "ai-edge-litert", "onnx": "onnxruntime", "saved_model": "tensorflow-cpu"}
+DEFAULT_OUT = "exports"
+DEFAULT_CALIBRATION_IMAGES = 100
+VERIFY_BATCH = 32
+QUANTIZATION_MEANING = {
+    "none": "float32 weights and activations",
+    "float16": "float16 weights (the runtime computes in float32, or float16 on GPU)",
+    "dynamic": "int8 weights, float32 activations (dynamic-range quantization)",
+    "int8": "int8 weights and activations (full integer), calibrated on training images",
+}
+# Checked on Python 3.11 beside TensorFlow 2.21; see exports/README.md.
+LABELS_NOT_EMBEDDED = (
+    "no maintained TFLite metadata writer installs beside TensorFlow 2.21 (tflite-support "
+    "0.4.4 needs protobuf 3.20; the metadata writers in mediapipe 0.10.30-1.2.3 import a module their wheels "
+    "do not ship)"
+)
+
+
+def check_options(export_format, quantize, io_type, calibration_images, min_agreement):
+    """Refuse option values that cannot work, before anything is loaded."""
+    if export_format not in FORMATS:
+        raise KerasSignError(f"Unknown export format '{export_format}'; choose one of {', '.join(FORMATS)}.")
+    if quantize not in QUANTIZATIONS:
+        raise KerasSignError(f"Unknown quantization '{quantize}'; choose one of {', '.join(QUANTIZATIONS)}.")
+    if quantize != "none" and export_format != "tflite":
+        raise KerasSignError(f"--quantize {quantize} is for TFLite; export {export_format} with --quantize none.")
+    if io_type not in IO_TYPES:
+        raise KerasSignError(f"Unknown input/output type '{io_type}'; choose one of {', '.join(IO_TYPES)}.")
+    if calibration_images < 1:
+        raise KerasSignError(f"--calibration-images must be at least 1 (got {calibration_images}).")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise KerasSignError(f"--min-agreement is a fraction between 0 and 1 (got {min_agreement}).")
+
+
+def bundle_name(run_path, export_format, quantize, io_type):
+    """`<run folder name>-<format>-<quantize>`, with `-float32-io` for an int8 model taking floats."""
+    suffix = "-float32-io" if quantize == "int8" and io_type == "float32" else ""
+    return f"{Path(run_path).name}-{export_format}-{quantize}{suffix}"
+
+
+def export_run(run_path, export_format="tflite", quantize="none", out=DEFAULT_OUT, io_type="uint8",
+               calibration_images=DEFAULT_CALIBRATION_IMAGES, min_agreement=DEFAULT_MIN_AGREEMENT, seed=0):
+    """Convert a run's model, verify it on the run's test split and write the bundle.
+
+    Args:
+        run_path: a finished run folder.
+        export_format: "tflite", "onnx" or "saved_model".
+        quantize: "none", "float16", "dynamic" or "int8" (TFLite only).
+        out: the folder that receives the bundle folder.
+        io_type: input/output type of an int8 model, "uint8" or "float32".
+        calibration_images: training images an int8 model is calibrated on (a seeded sample).
+        min_agreement: the lowest top-1 agreement with Keras a quantized model may have.
+        seed: seeds the calibration sample.
+
+    Returns:
+        The bundle's `model.json` as a dict, with `bundle` (the folder) added. A model that fails
+        verification is kept, with `verified: false`.
+
+    Example:
+        >>> record = export_run("runs/digits-mobilenetv3_small-20261125-203937", quantize="int8")
+        >>> record["verified"], record["verification"]["agreement"]
+        (True, 1.0)
+    """
+    options = dict(run_path=str(run_path), export_format=export_format, quantize=quantize, out=str(out),
+                   io_type=io_type, calibration_images=calibration_images, min_agreement=min_agreement, seed=seed)
+    check_options(export_format, quantize, io_type, calibration_images, min_agreement)
+    try:
+        backend, _ = select_backend("tensorflow")
+    except KerasSignError:  # this process already imported Keras with another backend
+        backend = None
+    if backend != "tensorflow":
+        return _export_in_tensorflow_process(options)
+    return _export(**options)
+
+
+def _export_in_tensorflow_process(options):
+    log.info("Keras runs another backend in this process; exporting in a TensorFlow subprocess.")
+    with tempfile.TemporaryDirectory() as folder:
+        result_path = Path(folder) / "result.json"
+        completed = subprocess.run(
+            [sys.executable, "-m", "keras_sign.export", json.dumps(options), str(result_path)],
+            env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+        )
+        if not result_path.is_file():
+            raise RuntimeError(f"The TensorFlow export process failed with exit status {completed.returncode}.")
+        result = json.loads(result_path.read_text())
+    if "error" in result:
+        raise KerasSignError(result["error"])
+    return result["record"]
+
+
+def split_files(run, info, class_names, split):
+    """Paths and class indices of one split of the run, or a clear error when files are gone."""
+    index = {name: i for i, name in enumerate(class_names)}
+    root = Path(info["data_root"])
+    rows = [row for row in run.read_split() if row["split"] == split]
+    paths = [root / row["path"] for row in rows]
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise KerasSignError(
+            f"{len(missing)} {split} image(s) of {run.path} are gone from {root} (e.g. {missing[0]}); restore them "
+            "to export and verify."
+        )
+    return paths, [index[row["label"]] for row in rows]
+
+
+def calibration_sample(run, info, class_names, count, seed):
+    """Up to `count` training images (a seeded sample, in split order) decoded as training decodes them."""
+    from keras_sign.data.pipeline import decoded_images
+
+    paths, labels = split_files(run, info, class_names, "train")
+    if not paths:
+        raise KerasSignError(
+            f"{run.path} has no training split to calibrate int8 on; export with --quantize dynamic or float16."
+        )
+    chosen = np.arange(len(paths))
+    if count < len(paths):
+        chosen = np.sort(np.random.default_rng(seed).choice(len(paths), count, replace=False))
+    log.info("Calibrating int8 on %d of %d training images (seed %d).", len(chosen), len(paths), seed)
+    images = decoded_images([paths[i] for i in chosen], [labels[i] for i in chosen], info["image_size"],
+                            info.get("center_crop", False))
+    return np.stack([image for image, _ in images.as_numpy_iterator()])
+
+
+def _predict_test_split(info, class_names, paths, labels, keras_model, exported):
+    """Keras' and the export's probabilities on the test images, one decoded batch at a time."""
+    from keras_sign.data.pipeline import make_dataset
+
+    dataset = make_dataset(paths, labels, len(class_names), info["image_size"], VERIFY_BATCH,
+                           info.get("center_crop", False))
+    reference, outputs = [], []
+    for images, _ in dataset.as_numpy_iterator():
+        reference.append(np.asarray(keras_model.predict_on_batch(images)))
+        outputs.append(exported.predict(images))
+    return np.concatenate(reference), np.concatenate(outputs)
+
+
+def _convert(model, export_format, quantize, io_type, calibration, path):
+    """Write the model file; return the converter record for `model.json`."""
+    record = converter_record(export_format)
+    if export_format == "tflite":
+        atomic_write_bytes(path, to_tflite(model, quantize, calibration, io_type))
+    elif export_format == "onnx":
+        record["opset"] = to_onnx(model, path)
+    else:
+        to_saved_model(model, path)
+    return record
+
+
+def _tensor_record(runtime, which, shape):
+    """Shape, dtype and (for integer TFLite tensors) the quantization an app must apply."""
+    details = getattr(runtime, f"{which}_details", None)  # only LiteRT models have typed tensors
+    dtype = np.dtype(details["dtype"]) if details else np.dtype(np.float32)
+    record = {"shape": [1, *shape], "dtype": dtype.name}
+    if dtype != np.float32:
+        scale, zero_point = details["quantization"]
+        record["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+    return record
+
+
+def _file_record(path):
+    if path.is_dir():
+        return {"bytes": file_size(path)}
+    return {"bytes": file_size(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _replace_folder(staging, target):
+    """Put the finished bundle in place of any earlier one with the same name."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+def _export(run_path, export_format, quantize, out, io_type, calibration_images, min_agreement, seed):
+    import keras
+
+    run = RunFolder.open(run_path)
+    info = run.read_json("run.json")
+    class_names = run.read_json("classes.json")
+    test_paths, test_labels = split_files(run, info, class_names, "test")
+    if not test_paths:
+        raise KerasSignError(f"{run.path} has no test split to verify the export on; train with a test split.")
+    calibration = calibration_sample(run, info, class_names, calibration_images, seed) if quantize == "int8" else None
+    model = run.load_model()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = out / bundle_name(run.path, export_format, quantize, io_type)
+    staging = out / f".{bundle.name}.tmp-{os.getpid()}"  # beside the bundle, so that it can be renamed into place
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        model_path = staging / MODEL_FILES[export_format]
+        log.info("Converting %s to %s (%s) under TensorFlow.", run.path, export_format, quantize)
+        started = time.time()
+        converter = _convert(model, export_format, quantize, io_type, calibration, model_path)
+        converter["seconds"] = round(time.time() - started, 1)
+        exported = load_model_file(model_path)
+        log.info("Verifying against Keras on the test split.")
+        reference, outputs = _predict_test_split(info, class_names, test_paths, test_labels, model, exported)
+        verification = compare_predictions(reference, outputs, test_labels, quantize != "none", min_agreement)
+        runtime_package = RUNTIME_PACKAGES[export_format]
+        verification.update(
+            split="test",
+            reference=f"Keras {keras.__version__} (tensorflow backend) on the same decoded images",
+            runtime=f"{exported.runtime} ({runtime_package} {importlib.metadata.version(runtime_package)})",
+        )
+        record = {
+            "format": export_format,
+            "file": MODEL_FILES[export_format],
+            **_file_record(model_path),
+            "input": {"name": exported.input_name, **_tensor_record(exported, "input", exported.input_shape),
+                      "layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255],
+                      "batch": "the batch dimension can be resized"},
+            "output": {**_tensor_record(exported, "output", [len(class_names)]),
+                       "meaning": "softmax class probabilities, in labels.txt order"},
+            "classes": class_names,
+            "labels_file": "labels.txt",
+            "labels_embedded": False,
+            **({"labels_embedded_note": LABELS_NOT_EMBEDDED} if export_format == "tflite" else {}),
+            "preprocessing": {
+                "image_size": info["image_size"],
+                "resize": ("shorter side to image_size / 0.875, then the central square"
+                           if info.get("center_crop") else "the whole image to image_size x image_size"),
+                "normalisation": "none outside the model: feed raw RGB pixels 0-255",
+            },
+            "normalisation": {"inside_model": True, **info["normalization"]},
+            "arch": info["arch"],
+            "dataset": info["dataset"],
+            "source_run": {
+                "path": str(run.path.resolve()),
+                "trained_with_backend": info.get("backend"),
+                "model_keras_sha256": hashlib.sha256(run.file("model.keras").read_bytes()).hexdigest(),
+            },
+            "quantization": {
+                "mode": quantize,
+                "meaning": QUANTIZATION_MEANING[quantize],
+                **({"io": io_type, "calibration": {"split": "train", "images": len(calibration), "seed": seed}}
+                   if quantize == "int8" else {}),
+            },
+            "converter": converter,
+            "verification": verification,
+            "verified": verification["verified"],
+            "keras_sign": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        atomic_write_text(staging / "labels.txt", "".join(f"{name}\n" for name in class_names))
+        atomic_write_json(staging / "model.json", record)
+        del exported  # let the runtime release the file before the folder moves
+        _replace_folder(staging, bundle)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return {**record, "bundle": str(bundle)}
+
+
+def main(argv=None):
+    """The TensorFlow subprocess: `python -m keras_sign.export OPTIONS_JSON RESULT_JSON`."""
+    options, result_path = argv or sys.argv[1:]
+    logging.basicConfig(format="%(message)s", level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("keras_sign").setLevel(logging.INFO)
+    try:
+        result = {"record": export_run(**json.loads(options))}
+    except KerasSignError as error:
+        result = {"error": str(error)}
+    atomic_write_json(result_path, result)
+
+
+if __name__ == "__main__":
+    main()
