@@ -13,7 +13,7 @@ import time
 import keras
 
 from keras_sign.checkpoints import finished_history, read_state, record_epoch, remove_leftovers
-from keras_sign.config import config_to_yaml
+from keras_sign.config import config_to_yaml, load_config
 from keras_sign.data.pipeline import batches, decoded_images, epoch_seed
 from keras_sign.errors import KerasSignError
 from keras_sign.evaluation import evaluate_run
@@ -199,6 +199,13 @@ def train(config, backend, backend_reason, resume=False):
     devices = configure_runtime(config, backend)
     if resume:
         run, record = open_for_resume(config.out, backend)
+        planned = load_config(run.file("config.yaml")).epochs
+        if config.epochs != planned and config.schedule != "constant":
+            # The checkpointed optimizer holds a schedule laid out over the planned epochs.
+            raise KerasSignError(
+                f"{run.path} follows a {config.schedule} schedule over {planned} epochs; it cannot be stretched to "
+                f"{config.epochs}. Resume without --epochs, or start a new run with --init-from {run.path}."
+            )
         atomic_write_text(run.file("config.yaml"), config_to_yaml(config))  # --epochs / --patience may change
     else:
         run, record = new_run(config, backend, backend_reason)

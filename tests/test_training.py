@@ -95,6 +95,10 @@ def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_pat
     model = RunFolder(run).load_model("checkpoint/epoch-0002.keras", compile=True)
     assert type(model.optimizer).__name__ == "AdamW" and model.loss.label_smoothing == 0.1
 
+    # A cosine schedule was laid out over 6 epochs: resuming with more would train at its final rate.
+    result = run_cli("train", "--resume", run, "--epochs", "9")
+    assert result.returncode != 0 and "cannot be stretched to 9" in result.stderr
+
 
 def test_smoke_mode_and_mixed_precision_on_signer_data(massey, tmp_path):
     run = tmp_path / "run"
