@@ -13,8 +13,6 @@ import os
 
 import numpy as np
 
-AUGMENTATIONS = "rotation 5%, translation 10%, zoom 10%, contrast 20%; no flip: handedness is part of some signs"
-
 
 def import_tensorflow():
     """Import TensorFlow for data work only: it must never claim GPU memory another backend needs."""
