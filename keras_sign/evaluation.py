@@ -126,17 +126,11 @@ def _images_to_evaluate(run, info, class_names, data_dir):
 
     index = {name: i for i, name in enumerate(class_names)}
     if data_dir is None:
-        rows = [row for row in run.read_split() if row["split"] == "test"]
-        if not rows:
+        paths, labels = run.split_files("test")
+        if not paths:
             raise KerasSignError(f"{run.path} has no test split to evaluate; pass --data-dir PATH with labelled images.")
         root = Path(info["data_root"])
-        missing = [root / row["path"] for row in rows if not (root / row["path"]).is_file()]
-        if missing:
-            raise KerasSignError(
-                f"{len(missing)} test image(s) are gone from {root} (e.g. {missing[0]}); "
-                "restore the data or pass --data-dir PATH."
-            )
-        return root, [row["path"] for row in rows], [index[row["label"]] for row in rows], "test split", ""
+        return root, [str(path.relative_to(root)) for path in paths], labels, "test split", ""
     table = scan_folder(data_dir)
     unknown = sorted(set(table.class_names) - set(class_names))
     if unknown:

@@ -134,26 +134,11 @@ def _export_in_tensorflow_process(options):
     return result["record"]
 
 
-def split_files(run, info, class_names, split):
-    """Paths and class indices of one split of the run, or a clear error when files are gone."""
-    index = {name: i for i, name in enumerate(class_names)}
-    root = Path(info["data_root"])
-    rows = [row for row in run.read_split() if row["split"] == split]
-    paths = [root / row["path"] for row in rows]
-    missing = [path for path in paths if not path.is_file()]
-    if missing:
-        raise KerasSignError(
-            f"{len(missing)} {split} image(s) of {run.path} are gone from {root} (e.g. {missing[0]}); restore them "
-            "to export and verify."
-        )
-    return paths, [index[row["label"]] for row in rows]
-
-
 def calibration_sample(run, info, class_names, count, seed):
     """Up to `count` training images (a seeded sample, in split order) decoded as training decodes them."""
     from keras_sign.data.pipeline import decoded_images
 
-    paths, labels = split_files(run, info, class_names, "train")
+    paths, labels = run.split_files("train")
     if not paths:
         raise KerasSignError(
             f"{run.path} has no training split to calibrate int8 on; export with --quantize dynamic or float16."
@@ -222,7 +207,7 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
     run = RunFolder.open(run_path)
     info = run.read_json("run.json")
     class_names = run.read_json("classes.json")
-    test_paths, test_labels = split_files(run, info, class_names, "test")
+    test_paths, test_labels = run.split_files("test")
     if not test_paths:
         raise KerasSignError(f"{run.path} has no test split to verify the export on; train with a test split.")
     calibration = calibration_sample(run, info, class_names, calibration_images, seed) if quantize == "int8" else None

@@ -163,17 +163,3 @@ def open_for_resume(path, backend):
             "(optimizer state does not carry across backends)."
         )
     return run, record
-
-
-def split_files(run, record):
-    """`{split: (paths, class indices)}` from the run's `split.csv`, the single source of truth on resume."""
-    index = {name: i for i, name in enumerate(run.read_json("classes.json"))}
-    root = Path(record["data_root"])
-    files = {split: ([], []) for split in SPLITS}
-    for row in run.read_split():
-        files[row["split"]][0].append(root / row["path"])
-        files[row["split"]][1].append(index[row["label"]])
-    missing = [p for p in files["train"][0] if not p.is_file()]
-    if missing:
-        raise KerasSignError(f"{len(missing)} training image(s) are gone (e.g. {missing[0]}); restore {root}.")
-    return files

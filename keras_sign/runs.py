@@ -9,6 +9,7 @@ half-written file that a later command would trust.
 """
 
 import csv
+import importlib
 import io
 import json
 import os
@@ -110,6 +111,20 @@ class RunFolder:
     def read_split(self):
         return read_csv(self.file("split.csv"))
 
+    def split_files(self, split):
+        """`(image paths, class indices)` of one split, or a clear error when some of its images are gone."""
+        root = Path(self.read_json("run.json")["data_root"])
+        index = {name: i for i, name in enumerate(self.read_json("classes.json"))}
+        rows = [row for row in self.read_split() if row["split"] == split]
+        paths = [root / row["path"] for row in rows]
+        missing = [path for path in paths if not path.is_file()]
+        if missing:
+            raise KerasSignError(
+                f"{len(missing)} {split} image(s) of {self.path} are gone from {root} (e.g. {missing[0]}); "
+                "restore the data."
+            )
+        return paths, [index[row["label"]] for row in rows]
+
     def read_history(self):
         """Rows of `history.csv`; none before the first epoch has finished."""
         path = self.file("history.csv")
@@ -130,7 +145,7 @@ class RunFolder:
         """A model file of the run; `compile=True` also restores its optimizer state (same backend only)."""
         import keras
 
-        import keras_sign.schedules  # noqa: F401  registers the learning-rate schedule a checkpoint's optimizer holds
+        importlib.import_module("keras_sign.schedules")  # registers the schedule a checkpoint's optimizer holds
         from keras_sign.models import available_models
 
         available_models()  # imports every architecture, registering its custom layers for loading

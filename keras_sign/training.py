@@ -15,10 +15,11 @@ import keras
 from keras_sign.checkpoints import finished_history, read_state, record_epoch, remove_leftovers
 from keras_sign.config import config_to_yaml, load_config
 from keras_sign.data.pipeline import batches, decoded_images, epoch_seed
+from keras_sign.data.split import SPLITS
 from keras_sign.errors import KerasSignError
 from keras_sign.evaluation import evaluate_run
 from keras_sign.models import build_model
-from keras_sign.preparation import new_run, open_for_resume, split_files, starting_point
+from keras_sign.preparation import new_run, open_for_resume, starting_point
 from keras_sign.runs import atomic_write_csv, atomic_write_text
 from keras_sign.schedules import WarmupSchedule
 
@@ -212,7 +213,7 @@ def train(config, backend, backend_reason, resume=False):
     record["devices"] = [str(device) for device in devices]
     record["dtype_policy"] = keras.config.dtype_policy().name
     class_names = run.read_json("classes.json")
-    files = split_files(run, record)
+    files = {split: run.split_files(split) for split in SPLITS}  # split.csv, kept on resume
     data = training_data(config, files, len(class_names), len(devices))
 
     state = read_state(run)
