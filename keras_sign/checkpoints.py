@@ -8,12 +8,14 @@ validation accuracy so far) and `state.json`, which names the epoch file and
 carries what early stopping needs. The epoch file is complete before
 `state.json` points at it, and the old one is removed only after that, so a
 `kill -9` at any moment leaves a state that resumes: at worst the epoch being
-trained is trained again.
+trained is trained again. A checkpoint damaged on disk afterwards (a full disk,
+a bad copy) is not trusted: resume falls back to `best.keras`, or to the start.
 """
 
 import logging
 
-from keras_sign.runs import read_csv
+from keras_sign.errors import KerasSignError
+from keras_sign.runs import atomic_write_bytes, read_csv
 
 log = logging.getLogger("keras_sign")
 
@@ -32,6 +34,37 @@ def read_state(run):
     """The checkpoint state of a run folder, or a fresh one when no epoch has finished yet."""
     path = run.file(STATE)
     return run.read_json(STATE) if path.is_file() else fresh_state()
+
+
+def load_resumable(run, state):
+    """`(model, state)` to continue from: the checkpointed model compiled with its optimizer state.
+
+    When the epoch file named by the state is damaged, the run goes back to `best.keras` (copied
+    to that epoch's file, so the best file can move on independently) and trains the epochs after
+    it again; when that is damaged too, training starts over. Each step is said in a warning.
+    The model is None when there is nothing to resume (a fresh state, or nothing intact).
+    """
+    if not state["model"]:
+        return None, state
+    try:
+        return run.load_model(state["model"], compile=True), state
+    except KerasSignError as error:
+        log.warning("%s", error)
+    if state["best_epoch"] and run.file(BEST).is_file():
+        try:
+            model = run.load_model(BEST, compile=True)
+        except KerasSignError as error:
+            log.warning("%s", error)
+        else:
+            state = dict(state, epoch=state["best_epoch"], model=f"{FOLDER}/epoch-{state['best_epoch']:04d}.keras",
+                         epochs_without_improvement=0, stopped_early=False)
+            atomic_write_bytes(run.file(state["model"]), run.file(BEST).read_bytes())
+            run.write_json(STATE, state)
+            log.warning("Resuming from %s instead (epoch %d); the epochs after it are trained again.", BEST,
+                        state["epoch"])
+            return model, state
+    log.warning("No intact checkpoint in %s: training starts again from the first epoch.", run.file(FOLDER))
+    return None, fresh_state()
 
 
 def finished_history(run, state):

@@ -7,6 +7,7 @@
     keras-sign data validate PATH
 """
 
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -23,14 +24,27 @@ from keras_sign.export import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OUT, FORMATS
 from keras_sign.verification import DEFAULT_MIN_AGREEMENT
 
 
+# What the machine, not the program, can get wrong while writing: said in one line, not a traceback.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
 class _Group(click.Group):
-    """Turn a `KerasSignError` into click's one-line `Error: ...` and exit status 1, without a traceback."""
+    """Turn a `KerasSignError`, or a full or read-only disk, into click's one-line `Error: ...` and exit
+    status 1, without a traceback. Every write is atomic, so what was written before stays intact."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except KerasSignError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            if error.errno not in WRITE_ERRNOS:
+                raise
+            where = f" ({error.filename})" if error.filename else ""
+            raise click.ClickException(
+                f"{error.strerror}{where}; free space or choose another folder, then run the command again "
+                "(files written before are intact; `keras-sign train --resume RUN` continues a run)."
+            ) from None
 
 
 @click.group(cls=_Group)
@@ -121,16 +135,17 @@ def train(config_path, resume, **flags):
 
 @cli.command()
 @click.argument("run", type=click.Path())
-@click.option("--data-dir", help="Evaluate on this folder (same class names) instead of the run's test split.")
+@click.option("--data-dir", help="Evaluate on this folder (class folders the model knows) instead of the test split.")
+@click.option("--name", help="Suffix of the files a --data-dir evaluation writes (default: the folder's name).")
 @click.option("--tsne-points", type=click.IntRange(min=2), default=2000, show_default=True,
               help="Most images in the t-SNE map (a seeded random subsample beyond this).")
 @_backend_option
-def evaluate(run, data_dir, tsne_points, backend):
+def evaluate(run, data_dir, name, tsne_points, backend):
     """Evaluate a run's model on its saved test split (or --data-dir): reports, confusion matrix, t-SNE, curves."""
     select_backend(backend or "auto")
     from keras_sign.evaluation import evaluate_run
 
-    metrics, report, written = evaluate_run(run, data_dir, tsne_points)
+    metrics, report, written = evaluate_run(run, data_dir, tsne_points, name=name)
     click.echo(report)
     click.echo(f"accuracy {metrics['accuracy']:.3f} on {metrics['images']} images ({metrics['evaluated_on']})")
     for path in written:
@@ -275,6 +290,10 @@ def benchmark(models, threads, runs, backend):
 
 
 def main():
+    # File names that are not UTF-8 are printed as their original bytes, as `ls` shows them.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     cli(prog_name="keras-sign")
 
 

@@ -120,6 +120,25 @@ def _coerce(name, value, field_type):
     return converted
 
 
+def read_config_text(path):
+    """The text of a config file: UTF-8 with or without a byte-order mark, or UTF-16 with one (what
+    Windows PowerShell writes); anything else is a clear error."""
+    data = Path(path).read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise KerasSignError(
+            f"Config file {path} is not a text file in UTF-8 (or UTF-16 with a byte-order mark); save it as UTF-8 YAML."
+        )
+    return text
+
+
 def load_config(path=None, overrides=None):
     """Build a validated `TrainConfig` from an optional YAML file and flag overrides.
 
@@ -137,7 +156,7 @@ def load_config(path=None, overrides=None):
         if not path.is_file():
             raise KerasSignError(f"Config file {path} does not exist; pass an existing YAML file to --config.")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(read_config_text(path)) or {}
         except yaml.YAMLError as error:
             raise KerasSignError(f"Config file {path} is not valid YAML ({error}); fix the syntax.") from None
         if not isinstance(loaded, dict):

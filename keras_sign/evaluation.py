@@ -2,8 +2,9 @@
 
     keras-sign evaluate runs/digits-mobilenetv3_small-20261125-203937
 
-`evaluate_run` writes into the run folder (each name gets `-<folder>` before its
-extension when it evaluates `--data-dir <folder>` instead of the test split):
+`evaluate_run` writes into the run folder (each name gets `-<name>` before its
+extension when it evaluates `--data-dir <folder>` instead of the test split; the
+name is the folder's own unless `--name` gives another):
 
     report.txt  report.json  report.csv   scikit-learn's classification report as text, JSON
                                           (its `output_dict`) and one CSV row per class + averages
@@ -11,9 +12,14 @@ extension when it evaluates `--data-dir <folder>` instead of the test split):
     confusion_matrix.csv / .png           counts (rows true, columns predicted) / row-normalised
     tsne.csv / tsne.png                   t-SNE of the penultimate features, coloured by true class
     curves.png                            training curves from history.csv (the run's, never suffixed)
+
+Averages (macro, weighted) and per-class rows cover the classes present in the
+evaluated images: a folder holding a few of the model's classes is not marked
+down for the classes it does not hold.
 """
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,47 +60,52 @@ def predict(model, dataset):
     return np.concatenate(y_true), [np.concatenate(column) for column in zip(*outputs)]
 
 
-def report_dict(y_true, y_pred, class_names):
-    """scikit-learn's classification report as plain JSON types: one entry per class name
-    (precision, recall, f1-score, support), then `accuracy`, `macro avg`, `weighted avg`."""
+def report_dict(y_true, y_pred, class_names, labels):
+    """scikit-learn's classification report as plain JSON types: one entry per class index in `labels`
+    (precision, recall, f1-score, support), then `accuracy`, `macro avg`, `weighted avg` over them."""
     report = classification_report(
-        y_true, y_pred, labels=list(range(len(class_names))), target_names=class_names, output_dict=True,
+        y_true, y_pred, labels=labels, target_names=[class_names[i] for i in labels], output_dict=True,
         zero_division=0,
     )
+    report.setdefault("accuracy", float(np.mean(np.asarray(y_true) == np.asarray(y_pred))))
     return {
         key: {k: int(v) if k == "support" else float(v) for k, v in value.items()} if isinstance(value, dict)
         else float(value)
         for key, value in report.items()
+        if key != "micro avg"  # reported instead of accuracy when `labels` leave out a predicted class
     }
 
 
-def report_text(y_true, y_pred, class_names):
-    """scikit-learn's classification report, for the terminal and `report.txt`."""
+def report_text(y_true, y_pred, class_names, labels):
+    """scikit-learn's classification report over the class indices `labels`, for the terminal and `report.txt`."""
     return classification_report(
-        y_true, y_pred, labels=list(range(len(class_names))), target_names=class_names, digits=3, zero_division=0
+        y_true, y_pred, labels=labels, target_names=[class_names[i] for i in labels], digits=3, zero_division=0
     )
 
 
-def classification_metrics(report, class_names):
+def classification_metrics(report, class_names, labels):
     """The `metrics.json` summary of a `report_dict`: accuracy, images, macro and weighted P/R/F1, per class."""
 
     def figures(entry):
         return {"precision": entry["precision"], "recall": entry["recall"], "f1": entry["f1-score"]}
 
+    present = [class_names[i] for i in labels]
     return {
         "accuracy": report["accuracy"],
         "images": report["macro avg"]["support"],
+        "classes_evaluated": len(present),
+        "averages_over": f"the {len(present)} of the model's {len(class_names)} classes present in the images",
         "macro": figures(report["macro avg"]),
         "weighted": figures(report["weighted avg"]),
-        "per_class": {name: {**figures(report[name]), "support": report[name]["support"]} for name in class_names},
+        "per_class": {name: {**figures(report[name]), "support": report[name]["support"]} for name in present},
     }
 
 
-def report_rows(report, class_names):
-    """Rows of `report.csv`: one per class, then the macro and weighted averages."""
+def report_rows(report, present):
+    """Rows of `report.csv`: one per class present, then the macro and weighted averages."""
     return [
         [name, report[name]["precision"], report[name]["recall"], report[name]["f1-score"], report[name]["support"]]
-        for name in (*class_names, *AVERAGES)
+        for name in (*present, *AVERAGES)
     ]
 
 
@@ -121,55 +132,87 @@ def tsne_points(features, max_points=TSNE_POINTS, seed=TSNE_SEED):
 
 
 def _images_to_evaluate(run, info, class_names, data_dir):
-    """`(root, relative paths, class indices, description, file-name suffix)` of the images to score."""
+    """`(root, relative paths, class indices, orientations, description)` of the images to score."""
     from keras_sign.data.scan import scan_folder
 
     index = {name: i for i, name in enumerate(class_names)}
     if data_dir is None:
-        paths, labels = run.split_files("test")
-        if not paths:
+        files = run.split_files("test")
+        if not files.paths:
             raise KerasSignError(f"{run.path} has no test split to evaluate; pass --data-dir PATH with labelled images.")
         root = Path(info["data_root"])
-        return root, [str(path.relative_to(root)) for path in paths], labels, "test split", ""
-    table = scan_folder(data_dir)
+        return root, [str(path.relative_to(root)) for path in files.paths], files.labels, files.orientations, "test split"
+    table = scan_folder(data_dir, min_classes=1)  # one known class is a fine thing to evaluate
     unknown = sorted(set(table.class_names) - set(class_names))
     if unknown:
         raise KerasSignError(
             f"Class folder(s) {', '.join(unknown)} in {data_dir} are not classes of this model "
             f"({', '.join(class_names)}); remove them or evaluate a model trained on them."
         )
-    folder = Path(data_dir).resolve()
-    return (table.root, [str(r.path) for r in table.records], [index[r.label] for r in table.records], str(folder),
-            f"-{folder.name}")
+    return (table.root, [str(r.path) for r in table.records], [index[r.label] for r in table.records],
+            [r.orientation for r in table.records], str(Path(data_dir).resolve()))
 
 
-def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_size=64):
-    """Evaluate a run's model on its saved test split, or on another folder with the same class names,
-    and write the reports, confusion matrix, t-SNE map and training curves into the run folder.
+def output_suffix(run, data_dir, name, source):
+    """`-<name>` for the files of a `--data-dir` evaluation ('' for the test split), refusing a name whose
+    files hold the evaluation of another folder (evalA/test and evalB/test would share `-test`)."""
+    if data_dir is None:
+        if name:
+            raise KerasSignError("--name names the files of a --data-dir evaluation; add --data-dir PATH.")
+        return ""
+    name = name or Path(source).name
+    if not name or "/" in name or name.startswith("."):
+        raise KerasSignError(f"--name '{name}' must be a plain file-name part such as 'phone-photos'.")
+    earlier = run.file(f"metrics-{name}.json")
+    if earlier.is_file():
+        evaluated = run.read_json(earlier.name).get("evaluated_on")
+        if evaluated != source:
+            raise KerasSignError(
+                f"{earlier} already holds the evaluation of {evaluated}; pass --name to keep both "
+                f"(e.g. --name {Path(source).parent.name}-{Path(source).name})."
+            )
+    return f"-{name}"
+
+
+def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_size=64, name=None):
+    """Evaluate a run's model on its saved test split, or on another folder whose classes the model
+    knows, and write the reports, confusion matrix, t-SNE map and training curves into the run folder.
 
     Decodes each image once: one model gives both the class probabilities and the penultimate
-    features. Returns `(metrics, report text, written paths)`.
+    features. `name` sets the files' suffix for a `data_dir` (default: the folder's name).
+    Returns `(metrics, report text, written paths)`.
 
     Example:
         >>> metrics, report, written = evaluate_run("runs/digits-mobilenetv3_small-20261125-203937")
     """
     from keras_sign import plots
     from keras_sign.data.pipeline import make_dataset
-    from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text
+    from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
 
     run = RunFolder.open(run_path)
+    check_writable(run.path, "run folder (evaluate writes its reports there)")
     info = run.read_json("run.json")
     class_names = run.read_json("classes.json")
-    root, paths, labels, source, suffix = _images_to_evaluate(run, info, class_names, data_dir)
+    root, paths, labels, orientations, source = _images_to_evaluate(run, info, class_names, data_dir)
+    suffix = output_suffix(run, data_dir, name, source)
     dataset = make_dataset([root / p for p in paths], labels, len(class_names), info["image_size"], batch_size,
-                           info.get("center_crop", False))
+                           info.get("center_crop", False), orientations)
     y_true, (features, probabilities) = predict(penultimate_model(run.load_model()), dataset)
     y_pred = probabilities.argmax(axis=-1)
 
-    report = report_dict(y_true, y_pred, class_names)
-    text = report_text(y_true, y_pred, class_names)
-    metrics = {**classification_metrics(report, class_names), "evaluated_on": source}
-    counts = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
+    present = sorted(set(y_true.tolist()))
+    # Rows: the classes present; columns: those and any other class the model answered.
+    shown = sorted(set(present) | set(y_pred.tolist()))
+    with warnings.catch_warnings():  # one class evaluated is fine here; scikit-learn warns about it
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        report = report_dict(y_true, y_pred, class_names, present)
+        text = report_text(y_true, y_pred, class_names, present)
+        counts = confusion_matrix(y_true, y_pred, labels=shown)
+    if len(present) < len(class_names):
+        text += f"\n(averages over the {len(present)} of the model's {len(class_names)} classes present in the images)\n"
+    metrics = {**classification_metrics(report, class_names, present), "evaluated_on": source}
+    row_names, column_names = [class_names[i] for i in present], [class_names[i] for i in shown]
+    counts = counts[[shown.index(i) for i in present]]
     name, where = run.path.name, "test split" if data_dir is None else Path(source).name
 
     def path(stem, extension):
@@ -178,12 +221,13 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     written = [
         atomic_write_text(path("report", "txt"), text),
         atomic_write_json(path("report", "json"), report),
-        atomic_write_csv(path("report", "csv"), REPORT_COLUMNS, report_rows(report, class_names)),
+        atomic_write_csv(path("report", "csv"), REPORT_COLUMNS, report_rows(report, row_names)),
         atomic_write_json(path("metrics", "json"), metrics),
-        atomic_write_csv(path("confusion_matrix", "csv"), (CONFUSION_CORNER, *class_names),
-                         [[class_name, *row] for class_name, row in zip(class_names, counts.tolist())]),
-        plots.confusion_matrix_png(counts, class_names, path("confusion_matrix", "png"),
-                                   title=f"{name}\n{where}: {len(y_true)} images, accuracy {metrics['accuracy']:.3f}"),
+        atomic_write_csv(path("confusion_matrix", "csv"), (CONFUSION_CORNER, *column_names),
+                         [[class_name, *row] for class_name, row in zip(row_names, counts.tolist())]),
+        plots.confusion_matrix_png(counts, row_names, path("confusion_matrix", "png"),
+                                   title=f"{name}\n{where}: {len(y_true)} images, accuracy {metrics['accuracy']:.3f}",
+                                   column_names=column_names),
     ]
 
     if len(y_true) < 2:

@@ -35,7 +35,7 @@ from keras_sign import __version__
 from keras_sign.backend import select_backend
 from keras_sign.converters import IO_TYPES, QUANTIZATIONS, converter_record, to_onnx, to_saved_model, to_tflite
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text
+from keras_sign.runs import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable
 from keras_sign.runtimes import file_size, load_model_file
 from keras_sign.verification import DEFAULT_MIN_AGREEMENT, compare_predictions
 
@@ -109,6 +109,7 @@ def export_run(run_path, export_format="tflite", quantize="none", out=DEFAULT_OU
     options = dict(run_path=str(run_path), export_format=export_format, quantize=quantize, out=str(out),
                    io_type=io_type, calibration_images=calibration_images, min_agreement=min_agreement, seed=seed)
     check_options(export_format, quantize, io_type, calibration_images, min_agreement)
+    check_writable(out)
     try:
         backend, _ = select_backend("tensorflow")
     except KerasSignError:  # this process already imported Keras with another backend
@@ -138,7 +139,7 @@ def calibration_sample(run, info, class_names, count, seed):
     """Up to `count` training images (a seeded sample, in split order) decoded as training decodes them."""
     from keras_sign.data.pipeline import decoded_images
 
-    paths, labels = run.split_files("train")
+    paths, labels, orientations = run.split_files("train")
     if not paths:
         raise KerasSignError(
             f"{run.path} has no training split to calibrate int8 on; export with --quantize dynamic or float16."
@@ -148,16 +149,16 @@ def calibration_sample(run, info, class_names, count, seed):
         chosen = np.sort(np.random.default_rng(seed).choice(len(paths), count, replace=False))
     log.info("Calibrating int8 on %d of %d training images (seed %d).", len(chosen), len(paths), seed)
     images = decoded_images([paths[i] for i in chosen], [labels[i] for i in chosen], info["image_size"],
-                            info.get("center_crop", False))
+                            info.get("center_crop", False), None if orientations is None else [orientations[i] for i in chosen])
     return np.stack([image for image, _ in images.as_numpy_iterator()])
 
 
-def _predict_test_split(info, class_names, paths, labels, keras_model, exported):
+def _predict_test_split(info, class_names, files, keras_model, exported):
     """Keras' and the export's probabilities on the test images, one decoded batch at a time."""
     from keras_sign.data.pipeline import make_dataset
 
-    dataset = make_dataset(paths, labels, len(class_names), info["image_size"], VERIFY_BATCH,
-                           info.get("center_crop", False))
+    dataset = make_dataset(files.paths, files.labels, len(class_names), info["image_size"], VERIFY_BATCH,
+                           info.get("center_crop", False), files.orientations)
     reference, outputs = [], []
     for images, _ in dataset.as_numpy_iterator():
         reference.append(np.asarray(keras_model.predict_on_batch(images)))
@@ -207,8 +208,8 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
     run = RunFolder.open(run_path)
     info = run.read_json("run.json")
     class_names = run.read_json("classes.json")
-    test_paths, test_labels = run.split_files("test")
-    if not test_paths:
+    test = run.split_files("test")
+    if not test.paths:
         raise KerasSignError(f"{run.path} has no test split to verify the export on; train with a test split.")
     calibration = calibration_sample(run, info, class_names, calibration_images, seed) if quantize == "int8" else None
     model = run.load_model()
@@ -226,8 +227,8 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
         converter["seconds"] = round(time.time() - started, 1)
         exported = load_model_file(model_path)
         log.info("Verifying against Keras on the test split.")
-        reference, outputs = _predict_test_split(info, class_names, test_paths, test_labels, model, exported)
-        verification = compare_predictions(reference, outputs, test_labels, quantize != "none", min_agreement)
+        reference, outputs = _predict_test_split(info, class_names, test, model, exported)
+        verification = compare_predictions(reference, outputs, test.labels, quantize != "none", min_agreement)
         runtime_package = RUNTIME_PACKAGES[export_format]
         verification.update(
             split="test",

@@ -38,31 +38,33 @@ def _save(fig, path):
     return path
 
 
-def confusion_matrix_png(counts, class_names, path, title="Confusion matrix"):
+def confusion_matrix_png(counts, class_names, path, title="Confusion matrix", column_names=None):
     """Plot a confusion matrix with each row divided by the true class's support.
 
     Args:
-        counts: Square int array, rows are true classes, columns predicted ones,
-            both in `class_names` order.
+        counts: int array, rows are true classes in `class_names` order, columns predicted ones in
+            `column_names` order (default: the same classes, a square matrix).
     """
     counts = np.asarray(counts, dtype=float)
-    n = len(class_names)
-    if counts.shape != (n, n):
-        raise ValueError(f"counts has shape {counts.shape}, expected ({n}, {n}) for {n} class names")
+    column_names = class_names if column_names is None else column_names
+    n, columns = len(class_names), len(column_names)
+    if counts.shape != (n, columns):
+        raise ValueError(f"counts has shape {counts.shape}, expected ({n}, {columns}) for the class names")
     support = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, support, out=np.zeros_like(counts), where=support > 0)
 
     side = max(4.5, 0.42 * n + 2.0)  # about 0.4 inch per cell keeps 36 classes legible
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.42 * columns + 2.0) + 1.2, side))
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="Fraction of true class")
-    rotation = 90 if n > ROTATE_LABELS_OVER else 45 if max(map(len, class_names), default=0) > 3 else 0
-    ax.set_xticks(range(n), labels=class_names, rotation=rotation, ha="right" if rotation == 45 else "center")
+    longest = max(map(len, column_names), default=0)
+    rotation = 90 if columns > ROTATE_LABELS_OVER else 45 if longest > 3 else 0
+    ax.set_xticks(range(columns), labels=column_names, rotation=rotation, ha="right" if rotation == 45 else "center")
     ax.set_yticks(range(n), labels=class_names)
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
     ax.set_title(title)
-    if n <= ANNOTATE_MAX_CLASSES:
+    if max(n, columns) <= ANNOTATE_MAX_CLASSES:
         for (row, column), rate in np.ndenumerate(rates):
             ax.text(column, row, f"{rate:.2f}", ha="center", va="center", fontsize=9 if n > 8 else 11,
                     color="white" if rate > 0.5 else "black")

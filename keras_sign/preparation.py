@@ -16,7 +16,8 @@ import keras
 import numpy as np
 
 from keras_sign import __version__
-from keras_sign.config import config_to_yaml
+from keras_sign.checkpoints import read_state
+from keras_sign.config import config_to_yaml, load_config
 from keras_sign.data.catalog import scan_dataset
 from keras_sign.data.pipeline import channel_mean_std
 from keras_sign.data.split import SPLITS, choose_method, make_split
@@ -27,7 +28,7 @@ from keras_sign.models.pretrained import (
     load_starting_weights,
 )
 from keras_sign.models.registry import IMAGENET_MEAN, IMAGENET_STD
-from keras_sign.runs import RunFolder, atomic_write_text
+from keras_sign.runs import FolderLock, RunFolder, atomic_write_text, check_new_folder, default_run_path
 
 log = logging.getLogger("keras_sign")
 
@@ -101,9 +102,14 @@ def starting_point(config, arch):
     }
 
 
-def new_run(config, backend, backend_reason):
-    """Scan and split the data, create the run folder and write everything known before training."""
+def new_run(config, backend, backend_reason, held):
+    """Scan and split the data, create the run folder and write everything known before training.
+
+    The run folder is locked for this process until `held` (a `contextlib.ExitStack`) closes.
+    """
     arch = canonical_name(config.arch)
+    dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
+    out = check_new_folder(config.out or default_run_path(dataset_name, arch), "Run folder")  # before the long scan
     table = scan_dataset(config.dataset, config.data_dir, config.classes, config.cache_dir)
     if config.limit_per_class:
         table = table.limited(config.limit_per_class)
@@ -118,8 +124,7 @@ def new_run(config, backend, backend_reason):
         raise KerasSignError(f"The training split of {table.root} is empty; add images or lower the val/test fractions.")
 
     start = starting_point(config, arch)
-    dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
-    run = RunFolder.create(config.out, dataset_name, arch)
+    run = RunFolder.create(out, dataset_name, arch, held)
     log.info("Run folder: %s", run.path)
     atomic_write_text(run.file("config.yaml"), config_to_yaml(config))
     run.write_json("classes.json", table.class_names)
@@ -127,8 +132,9 @@ def new_run(config, backend, backend_reason):
 
     mean, std = start["mean"], start["std"]
     if mean is None:
-        train_paths = [table.root / r.path for r, a in zip(table.records, assignment) if a == "train"]
-        mean, std = channel_mean_std(train_paths, config.image_size, config.center_crop)
+        train = [r for r, a in zip(table.records, assignment) if a == "train"]
+        mean, std = channel_mean_std([table.root / r.path for r in train], config.image_size, config.center_crop,
+                                     [r.orientation for r in train])
     record = {
         "status": "training",
         "arch": arch,
@@ -138,6 +144,7 @@ def new_run(config, backend, backend_reason):
         "split_method": method,
         "split_counts": counts,
         "skipped_files": [list(item) for item in table.skipped],
+        "rotated_files": sum(r.orientation != 1 for r in table.records),
         "image_size": config.image_size,
         "center_crop": config.center_crop,
         "start": start["description"],
@@ -151,15 +158,32 @@ def new_run(config, backend, backend_reason):
     return run, record
 
 
-def open_for_resume(path, backend):
-    """The run folder of an interrupted (or extended) training and its record."""
-    run = RunFolder(path)
+def open_for_resume(config, backend, held):
+    """The run folder of an interrupted (or extended) training and its record, locked for this process
+    until `held` closes. Everything is checked before anything is written: a refused resume leaves
+    the run folder as it was."""
+    run = RunFolder(config.out)
     if not run.file("run.json").is_file() or not run.file("split.csv").is_file():
-        raise KerasSignError(f"{path} is not a run folder that training started; pass the folder given to --out.")
+        raise KerasSignError(f"{config.out} is not a run folder that training started; pass the folder given to --out.")
+    held.enter_context(FolderLock(run.path))
     record = run.read_json("run.json")
     if record["backend"] != backend:
         raise KerasSignError(
-            f"{path} was trained with the {record['backend']} backend; resume it with --backend {record['backend']} "
-            "(optimizer state does not carry across backends)."
+            f"{config.out} was trained with the {record['backend']} backend; resume it with --backend "
+            f"{record['backend']} (optimizer state does not carry across backends)."
         )
+    planned = load_config(run.file("config.yaml")).epochs
+    if config.epochs != planned and config.schedule != "constant":
+        # The checkpointed optimizer holds a schedule laid out over the planned epochs.
+        raise KerasSignError(
+            f"{run.path} follows a {config.schedule} schedule over {planned} epochs; it cannot be stretched to "
+            f"{config.epochs}. Resume without --epochs, or start a new run with --init-from {run.path}."
+        )
+    state = read_state(run)
+    if state["epoch"] >= config.epochs or state["stopped_early"]:
+        raise KerasSignError(
+            f"{run.path} has already trained {state['epoch']} epoch(s)"
+            f"{' and stopped early' if state['stopped_early'] else ''}; pass a larger --epochs to train on."
+        )
+    atomic_write_text(run.file("config.yaml"), config_to_yaml(config))  # --epochs / --patience may change
     return run, record

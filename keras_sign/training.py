@@ -7,20 +7,20 @@ Training runs epoch by epoch and checkpoints after each (`keras_sign.checkpoints
 so a run killed at any moment resumes with its history intact.
 """
 
+import contextlib
 import logging
 import time
 
 import keras
 
-from keras_sign.checkpoints import finished_history, read_state, record_epoch, remove_leftovers
-from keras_sign.config import config_to_yaml, load_config
+from keras_sign.checkpoints import finished_history, load_resumable, read_state, record_epoch, remove_leftovers
 from keras_sign.data.pipeline import batches, decoded_images, epoch_seed
 from keras_sign.data.split import SPLITS
 from keras_sign.errors import KerasSignError
 from keras_sign.evaluation import evaluate_run
 from keras_sign.models import build_model
 from keras_sign.preparation import new_run, open_for_resume, starting_point
-from keras_sign.runs import atomic_write_csv, atomic_write_text
+from keras_sign.runs import atomic_write_csv
 from keras_sign.schedules import WarmupSchedule
 
 log = logging.getLogger("keras_sign")
@@ -104,13 +104,12 @@ def phase_of(config, epoch):
     return config.freeze_backbone, config.epochs, peak, True
 
 
-def fit_epochs(model, config, run, data, history):
-    """Train epoch by epoch from the run's checkpoint state, checkpointing after each; return the final state.
+def fit_epochs(model, config, run, data, history, state):
+    """Train epoch by epoch from the checkpoint `state`, checkpointing after each; return the final state.
 
     Each epoch is its own `model.fit` call on batches seeded by (seed, epoch), so an epoch trained
     after a resume sees the same data as it would have without the interruption.
     """
-    state = read_state(run)
     steps_per_epoch = data["steps_per_epoch"]
     for epoch in range(state["epoch"], config.epochs):
         if state["stopped_early"]:
@@ -171,9 +170,13 @@ def _default_device(backend):
     return gpus[0].name if gpus else "cpu"
 
 
+def _decoded_split(files, config):
+    return decoded_images(files.paths, files.labels, config.image_size, config.center_crop, files.orientations)
+
+
 def training_data(config, files, num_classes, devices):
     """Cached training and validation images, and a function giving the batches of one epoch."""
-    train_images = decoded_images(*files["train"], config.image_size, config.center_crop)
+    train_images = _decoded_split(files["train"], config)
     drop_remainder = devices > 1  # every device needs an equal share of each batch
 
     def train_batches(epoch):
@@ -183,7 +186,7 @@ def training_data(config, files, num_classes, devices):
 
     val = None
     if files["val"][0]:
-        val = batches(decoded_images(*files["val"], config.image_size, config.center_crop), num_classes, config.batch_size,
+        val = batches(_decoded_split(files["val"], config), num_classes, config.batch_size,
                       drop_remainder=drop_remainder)
     images = len(files["train"][0])
     steps = images // config.batch_size if drop_remainder else -(-images // config.batch_size)
@@ -198,58 +201,45 @@ def train(config, backend, backend_reason, resume=False):
     """
     started = time.time()
     devices = configure_runtime(config, backend)
-    if resume:
-        run, record = open_for_resume(config.out, backend)
-        planned = load_config(run.file("config.yaml")).epochs
-        if config.epochs != planned and config.schedule != "constant":
-            # The checkpointed optimizer holds a schedule laid out over the planned epochs.
-            raise KerasSignError(
-                f"{run.path} follows a {config.schedule} schedule over {planned} epochs; it cannot be stretched to "
-                f"{config.epochs}. Resume without --epochs, or start a new run with --init-from {run.path}."
+    with contextlib.ExitStack() as held:  # this process alone writes the run folder until training ends
+        if resume:
+            run, record = open_for_resume(config, backend, held)
+        else:
+            run, record = new_run(config, backend, backend_reason, held)
+        record["devices"] = [str(device) for device in devices]
+        record["dtype_policy"] = keras.config.dtype_policy().name
+        class_names = run.read_json("classes.json")
+        files = {split: run.split_files(split) for split in SPLITS}  # split.csv, kept on resume
+        data = training_data(config, files, len(class_names), len(devices))
+
+        model, state = load_resumable(run, read_state(run))
+        remove_leftovers(run, state)
+        if model is not None:
+            log.info("Resuming %s after epoch %d of %d.", run.path, state["epoch"], config.epochs)
+        else:
+            start = starting_point(config, record["arch"])
+            normalization = record["normalization"]
+            model = build_model(
+                record["arch"], len(class_names), config.image_size, normalization["mean"], normalization["std"],
+                config.dropout, config.bn_momentum, padding=record["padding"],
             )
-        atomic_write_text(run.file("config.yaml"), config_to_yaml(config))  # --epochs / --patience may change
-    else:
-        run, record = new_run(config, backend, backend_reason)
-    record["devices"] = [str(device) for device in devices]
-    record["dtype_policy"] = keras.config.dtype_policy().name
-    class_names = run.read_json("classes.json")
-    files = {split: run.split_files(split) for split in SPLITS}  # split.csv, kept on resume
-    data = training_data(config, files, len(class_names), len(devices))
+            fresh = start["fill"](model)
+            if fresh:
+                log.info("Starting from %s; new initial weights for %s.", start["description"], ", ".join(fresh))
+        history = HistoryWriter(run.file("history.csv"), len(files["train"].paths), config.epochs,
+                                finished_history(run, state))
+        state = fit_epochs(model, config, run, data, history, state)
+        if len(devices) > 1:
+            keras.distribution.set_distribution(None)  # evaluation runs on one device, whatever the batch size
+        run.save_model(model)
 
-    state = read_state(run)
-    remove_leftovers(run, state)
-    if state["model"]:
-        model = run.load_model(state["model"], compile=True)
-        log.info("Resuming %s after epoch %d of %d.", run.path, state["epoch"], config.epochs)
-    else:
-        start = starting_point(config, record["arch"])
-        normalization = record["normalization"]
-        model = build_model(
-            record["arch"], len(class_names), config.image_size, normalization["mean"], normalization["std"],
-            config.dropout, config.bn_momentum, padding=record["padding"],
+        record.update(
+            status="finished", epochs_trained=state["epoch"], stopped_early=state["stopped_early"],
+            best_epoch=state["best_epoch"], best_val_accuracy=state["best_val_accuracy"],
+            total_seconds=round(record.get("total_seconds", 0.0) + time.time() - started, 1),
         )
-        fresh = start["fill"](model)
-        if fresh:
-            log.info("Starting from %s; new initial weights for %s.", start["description"], ", ".join(fresh))
-    if state["epoch"] >= config.epochs or state["stopped_early"]:
-        raise KerasSignError(
-            f"{run.path} has already trained {state['epoch']} epoch(s)"
-            f"{' and stopped early' if state['stopped_early'] else ''}; pass a larger --epochs to train on."
-        )
-    history = HistoryWriter(run.file("history.csv"), len(files["train"][0]), config.epochs,
-                            finished_history(run, state))
-    state = fit_epochs(model, config, run, data, history)
-    if len(devices) > 1:
-        keras.distribution.set_distribution(None)  # evaluation runs on one device, whatever the batch size
-    run.save_model(model)
-
-    record.update(
-        status="finished", epochs_trained=state["epoch"], stopped_early=state["stopped_early"],
-        best_epoch=state["best_epoch"], best_val_accuracy=state["best_val_accuracy"],
-        total_seconds=round(record.get("total_seconds", 0.0) + time.time() - started, 1),
-    )
-    run.write_json("run.json", record)
-    metrics = None
-    if files["test"][0]:  # reports, confusion matrix, t-SNE and curves, as `keras-sign evaluate` writes them
-        metrics, _, _ = evaluate_run(run.path, batch_size=config.batch_size)
+        run.write_json("run.json", record)
+        metrics = None
+        if files["test"].paths:  # reports, confusion matrix, t-SNE and curves, as `keras-sign evaluate` writes them
+            metrics, _, _ = evaluate_run(run.path, batch_size=config.batch_size)
     return run, metrics

@@ -76,7 +76,7 @@ def untrained_run(folder, model, data_root):
         "normalization": {"source": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         "backend": "tensorflow",
     })
-    rows = [(f"{label}/{image.name}", label, "", "test", "")
+    rows = [(f"{label}/{image.name}", label, "", "test", "", 1)
             for label in CLASSES for image in sorted((data_root / label).iterdir())]
     atomic_write_csv(run.file("split.csv"), SPLIT_COLUMNS, rows)
     return folder

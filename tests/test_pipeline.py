@@ -67,8 +67,8 @@ def test_center_crop_keeps_the_aspect_ratio_and_cuts_the_middle(tmp_path):
     pixels = np.zeros((80, 160, 3), np.uint8)
     pixels[:, :40, 0], pixels[:, 40:120, 1], pixels[:, 120:, 2] = 255, 255, 255
     Image.fromarray(pixels).save(tmp_path / "wide.png")
-    cropped = decode_and_resize(str(tmp_path / "wide.png"), 56, center_crop=True).numpy()
-    squashed = decode_and_resize(str(tmp_path / "wide.png"), 56).numpy()
+    cropped = decode_and_resize(str(tmp_path / "wide.png"), 1, 56, center_crop=True).numpy()
+    squashed = decode_and_resize(str(tmp_path / "wide.png"), 1, 56).numpy()
     assert cropped.shape == squashed.shape == (56, 56, 3)
     # shorter side 80 -> 64 (56 / 0.875), width 128; the central 56 columns are all green
     assert cropped[..., 1].min() == 255 and cropped[..., 0].max() == 0 and cropped[..., 2].max() == 0

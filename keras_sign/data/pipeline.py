@@ -1,7 +1,7 @@
 """tf.data pipelines that feed every Keras backend.
 
-Files are decoded and resized in parallel, cached as uint8 at the training
-size, shuffled, batched, augmented (training only) and prefetched. Images
+Files are decoded, turned upright (EXIF orientation, read once by the
+scanner) and resized in parallel, cached as uint8 at the training size, shuffled, batched, augmented (training only) and prefetched. Images
 leave as float32 in 0-255 RGB: normalisation is a layer inside the model.
 Training builds each epoch's batches from the same cache with a seed derived
 from the run's seed and the epoch number, so a resumed run sees exactly the
@@ -63,14 +63,32 @@ def augment_batch(images, seed):
 CENTER_CROP_FRACTION = 0.875  # torchvision's evaluation transform: Resize(256) + CenterCrop(224)
 
 
-def decode_and_resize(path, image_size, center_crop=False):
-    """Read one image file as uint8 RGB at `image_size` x `image_size` (any format the scanner accepts).
+def apply_orientation(image, orientation):
+    """Turn a decoded image upright from its EXIF orientation (1-8), as `PIL.ImageOps.exif_transpose` does.
 
-    The whole image is resized to the square by default; with `center_crop` its shorter side is
-    resized to `image_size / 0.875` and the central square cut out, keeping the aspect ratio.
+    2-8 are a mirror and/or a rotation: 5-8 swap the axes first (transpose), then 2, 3, 6, 7 mirror
+    left-right and 3, 4, 7, 8 top-bottom. `orientation` may be a tensor, so this runs inside tf.data.
+    """
+    tf = import_tensorflow()
+    orientation = tf.convert_to_tensor(orientation, tf.int32)
+    image = tf.cond(orientation >= 5, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+    mirror = tf.reduce_any(tf.equal(orientation, [2, 3, 6, 7]))
+    image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+    flip = tf.reduce_any(tf.equal(orientation, [3, 4, 7, 8]))
+    return tf.cond(flip, lambda: tf.reverse(image, [0]), lambda: image)
+
+
+def decode_and_resize(path, orientation, image_size, center_crop=False):
+    """Read one image file as upright uint8 RGB at `image_size` x `image_size` (any format the scanner accepts).
+
+    `path` is a file path (bytes keep names that are not valid UTF-8 intact) and `orientation` its
+    EXIF orientation (`keras_sign.data.scan.read_orientation`). The whole image is resized to the
+    square by default; with `center_crop` its shorter side is resized to `image_size / 0.875` and
+    the central square cut out, keeping the aspect ratio.
     """
     tf = import_tensorflow()
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = apply_orientation(image, orientation)
     if center_crop:
         shape = tf.cast(tf.shape(image)[:2], tf.float32)
         scale = round(image_size / CENTER_CROP_FRACTION) / tf.reduce_min(shape)
@@ -81,11 +99,27 @@ def decode_and_resize(path, image_size, center_crop=False):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def decoded_images(paths, labels, image_size, center_crop=False):
-    """`(uint8 image, class index)` pairs, decoded once and cached in memory for every later epoch."""
+def _file_tensors(paths, orientations):
+    """Paths as bytes (`os.fsencode`: any file name survives) and their orientations, read from the
+    files when the caller has not got them from a scan or split.csv."""
+    from keras_sign.data.scan import read_orientations
+
+    paths = list(paths)
+    if orientations is None:
+        orientations = read_orientations(paths)
+    return [os.fsencode(path) for path in paths], np.asarray(orientations, dtype=np.int32).reshape(len(paths))
+
+
+def decoded_images(paths, labels, image_size, center_crop=False, orientations=None):
+    """`(uint8 image, class index)` pairs, decoded once and cached in memory for every later epoch.
+
+    `orientations` are the files' EXIF orientations (from the scan or split.csv); None reads them.
+    """
     tf = import_tensorflow()
-    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, dtype=np.int32)))
-    ds = ds.map(lambda p, y: (decode_and_resize(p, image_size, center_crop), y), num_parallel_calls=tf.data.AUTOTUNE)
+    encoded, orientations = _file_tensors(paths, orientations)
+    ds = tf.data.Dataset.from_tensor_slices((encoded, orientations, np.asarray(labels, dtype=np.int32)))
+    ds = ds.map(lambda p, o, y: (decode_and_resize(p, o, image_size, center_crop), y),
+                num_parallel_calls=tf.data.AUTOTUNE)
     return ds.cache()
 
 
@@ -121,20 +155,21 @@ def epoch_seed(seed, epoch):
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
 
 
-def make_dataset(paths, labels, num_classes, image_size, batch_size, center_crop=False):
+def make_dataset(paths, labels, num_classes, image_size, batch_size, center_crop=False, orientations=None):
     """Batches of `(float32 images 0-255, one-hot labels)` in file order, for evaluation.
 
     Example:
         >>> ds = make_dataset(["a.jpg", "b.png"], [0, 1], 2, 64, 2)
     """
-    return batches(decoded_images(paths, labels, image_size, center_crop), num_classes, batch_size)
+    return batches(decoded_images(paths, labels, image_size, center_crop, orientations), num_classes, batch_size)
 
 
-def channel_mean_std(paths, image_size, center_crop=False):
+def channel_mean_std(paths, image_size, center_crop=False, orientations=None):
     """Per-channel mean and standard deviation (0-255 scale) of images, for the model's normalisation."""
     tf = import_tensorflow()
-    ds = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
-    ds = ds.map(lambda p: decode_and_resize(p, image_size, center_crop), num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+    ds = tf.data.Dataset.from_tensor_slices(_file_tensors(paths, orientations))
+    ds = ds.map(lambda p, o: decode_and_resize(p, o, image_size, center_crop),
+                num_parallel_calls=tf.data.AUTOTUNE).batch(256)
     total = np.zeros(3)
     total_sq = np.zeros(3)
     count = 0

@@ -3,8 +3,11 @@
 Two layouts are recognised: `ROOT/CLASS/image` and `ROOT/GROUP/CLASS/image`
 (the group is usually the signer). Every candidate file is opened and fully
 decoded here, so a corrupt, truncated or non-image file is skipped with a
-warning now instead of crashing training mid-epoch. Greyscale, RGBA, palette
-and CMYK images are kept: the pipeline decodes every one of them to RGB.
+warning now instead of crashing training mid-epoch. The scanner keeps exactly
+what the pipeline decodes correctly: greyscale, RGBA, palette and CMYK images
+become RGB there, while BMPs that TensorFlow's decoder gets wrong (palette or
+1-bit) are skipped by name. Each file's EXIF orientation is read here, once,
+so the pipeline can show every photo upright at tf.data speed.
 """
 
 import collections
@@ -24,7 +27,9 @@ from keras_sign.errors import KerasSignError
 log = logging.getLogger("keras_sign")
 
 # The formats tf.io.decode_image reads; anything else Pillow knows is reported, not guessed at.
-DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
+# MPO is the multi-picture JPEG of many cameras and phones: its first picture is an ordinary JPEG.
+DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}
+EXIF_ORIENTATION = 0x0112  # 1 upright; 2-8 mirrored and/or rotated (6 and 8: a phone held upright)
 LAYOUT_CLASSES = "class"
 LAYOUT_GROUPS = "group/class"
 
@@ -37,9 +42,10 @@ class ImageRecord:
     label: str
     group: str | None
     sha1: str
-    width: int
+    width: int  # as displayed: after the EXIF orientation
     height: int
     mode: str
+    orientation: int = 1  # EXIF orientation tag, applied by the pipeline
 
 
 @dataclasses.dataclass
@@ -74,24 +80,75 @@ class FileTable:
         return dataclasses.replace(self, records=kept)
 
 
+def exif_orientation(image):
+    """The EXIF orientation (1-8) of an open PIL image; 1 when it has none or an invalid one."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, TypeError):  # a damaged EXIF block leaves the pixels as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def read_orientation(path):
+    """The EXIF orientation of an image file, reading its header only (1 when it has none)."""
+    try:
+        with Image.open(path) as image:
+            return exif_orientation(image)
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        return 1
+
+
+def read_orientations(paths):
+    """EXIF orientations of many files, read in parallel threads (I/O bound)."""
+    with concurrent.futures.ThreadPoolExecutor(_scan_workers()) as pool:
+        return list(pool.map(read_orientation, paths))
+
+
+def _bmp_problem(data, mode):
+    """Why TensorFlow's BMP decoder would get this file wrong, or None when it decodes it correctly.
+
+    It reads 24- and 32-bit uncompressed pixels, and 8-bit ones as grey levels: right only for a grey
+    palette (Pillow's mode L). A colour palette silently turns grey; 1- and 4-bit files fail mid-training.
+    """
+    header_size = int.from_bytes(data[14:18], "little")
+    bits = int.from_bytes(data[28:30], "little") if header_size >= 40 else 0
+    compression = int.from_bytes(data[30:34], "little") if header_size >= 40 else -1
+    if compression == 0 and (bits in (24, 32) or (bits == 8 and mode == "L")):
+        return None
+    kind = f"{bits}-bit" + (" palette" if mode == "P" else "") + (" compressed" if compression not in (0, -1) else "")
+    return f"{kind} BMP is not decoded correctly by TensorFlow; convert it to PNG"
+
+
 def inspect_image(path):
-    """Return `(sha1, width, height, mode, None)` for a decodable image, or `(sha1, .., reason)`."""
-    data = Path(path).read_bytes()
+    """Return `(sha1, width, height, mode, orientation, None)` for a decodable image, or `(.., reason)`.
+
+    Width and height are as displayed, after the EXIF orientation (a phone's portrait photo is
+    stored landscape with orientation 6 or 8).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        return "", 0, 0, "", 1, f"cannot be read ({error.strerror or error})"
     digest = hashlib.sha1(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             mode, image_format = image.mode, image.format
+            orientation = exif_orientation(image)
+            if orientation >= 5:  # 5-8 turn the picture a quarter: width and height swap
+                width, height = height, width
             if image_format not in DECODABLE_FORMATS:
-                return digest, width, height, mode, f"{image_format} is not supported; convert it to PNG or JPEG"
+                return digest, width, height, mode, orientation, f"{image_format} is not supported; convert it to PNG or JPEG"
+            if image_format == "BMP" and (problem := _bmp_problem(data, mode)):
+                return digest, width, height, mode, orientation, problem
             # A JPEG is decoded at 1/8 scale: every byte is still read, so truncation is caught, 8x faster.
-            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
             image.load()
     except UnidentifiedImageError:
-        return digest, 0, 0, "", "not an image"
+        return digest, 0, 0, "", 1, "not an image"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return digest, 0, 0, "", f"unreadable image ({error})"
-    return digest, width, height, mode, None
+        return digest, 0, 0, "", 1, f"unreadable image ({error})"
+    return digest, width, height, mode, orientation, None
 
 
 def _visible_children(folder):
@@ -112,13 +169,18 @@ def detect_layout(root):
     return LAYOUT_CLASSES
 
 
+def _scan_workers():
+    return min(16, 2 * (os.cpu_count() or 1))
+
+
 def _candidate_files(root, layout, file_pattern, wanted_classes):
-    """Yield `(path, class, group)` for every file that might be an image, and the stray files."""
+    """`(path, class, group)` of every file that might be an image, the class folders, the stray files
+    and the broken links (a link whose target is gone is named, not silently passed over)."""
     stray = [p.name for p in _visible_children(root) if p.is_file()]
     groups = [(None, root)] if layout == LAYOUT_CLASSES else [
         (g.name, g) for g in _visible_children(root) if g.is_dir()
     ]
-    candidates, class_folders = [], collections.defaultdict(list)
+    candidates, class_folders, broken = [], collections.defaultdict(list), []
     for group, group_dir in groups:
         if group is not None:
             stray += [f"{group}/{p.name}" for p in _visible_children(group_dir) if p.is_file()]
@@ -127,12 +189,16 @@ def _candidate_files(root, layout, file_pattern, wanted_classes):
                 continue
             class_folders[class_dir.name].append(class_dir)
             for file in _visible_children(class_dir):
-                if file.is_file() and fnmatch.fnmatch(file.name, file_pattern):
+                if not fnmatch.fnmatch(file.name, file_pattern):
+                    continue
+                if file.is_file():
                     candidates.append((file, class_dir.name, group))
-    return candidates, class_folders, stray
+                elif file.is_symlink():
+                    broken.append((file.relative_to(root).as_posix(), "broken symbolic link: its target does not exist"))
+    return candidates, class_folders, stray, broken
 
 
-def scan_folder(root, grouped=None, file_pattern="*", classes=None):
+def scan_folder(root, grouped=None, file_pattern="*", classes=None, min_classes=2):
     """Scan `root` into a `FileTable`, skipping (with a warning) what cannot be used.
 
     Args:
@@ -140,6 +206,7 @@ def scan_folder(root, grouped=None, file_pattern="*", classes=None):
         grouped: True / False to force the layout; None detects it.
         file_pattern: glob that image file names must match (e.g. `color_*`).
         classes: class names to keep, or None for every class folder.
+        min_classes: fewer usable classes than this is an error (training needs 2; evaluation 1).
 
     Example:
         >>> table = scan_folder("../shared/data/massey_asl_hands")
@@ -154,30 +221,31 @@ def scan_folder(root, grouped=None, file_pattern="*", classes=None):
     else:
         layout = LAYOUT_GROUPS if grouped else LAYOUT_CLASSES
     wanted = set(classes) if classes is not None else None
-    candidates, class_folders, stray = _candidate_files(root, layout, file_pattern, wanted)
+    candidates, class_folders, stray, skipped = _candidate_files(root, layout, file_pattern, wanted)
     if wanted is not None and wanted - set(class_folders):
         missing = ", ".join(sorted(wanted - set(class_folders)))
         raise KerasSignError(f"No folder for class(es) {missing} in {root}; check the names given to --classes.")
 
-    workers = min(16, 2 * (os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    with concurrent.futures.ThreadPoolExecutor(_scan_workers()) as pool:
         results = list(pool.map(lambda c: inspect_image(c[0]), candidates))
-    records, skipped = [], []
-    for (path, label, group), (digest, width, height, mode, problem) in zip(candidates, results):
+    records = []
+    for (path, label, group), (digest, width, height, mode, orientation, problem) in zip(candidates, results):
         relative = path.relative_to(root).as_posix()
         if problem:
             skipped.append((relative, problem))
         else:
-            records.append(ImageRecord(relative, label, group, digest, width, height, mode))
+            records.append(ImageRecord(relative, label, group, digest, width, height, mode, orientation))
+    skipped.sort()
 
     present = sorted({r.label for r in records})
     empty = sorted(set(class_folders) - set(present))
     table = FileTable(root, layout, present, records, skipped, empty, stray)
     _warn_about_left_out(table)
-    if len(present) < 2:
+    if len(present) < min_classes:
         found = f"only class '{present[0]}'" if present else "no usable images"
         raise KerasSignError(
             f"Found {found} in {root}; a classifier needs at least two class folders with images in them."
+            if min_classes >= 2 else f"Found no usable images in {root}; put images in its class folders."
         )
     return table
 

@@ -34,7 +34,11 @@ def validate_report(path, file_pattern="*"):
     widths = [r.width for r in table.records]
     heights = [r.height for r in table.records]
     common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3))
-    lines.append(f"image sizes: {min(widths)}-{max(widths)} x {min(heights)}-{max(heights)}; most common {common}")
+    lines.append(f"image sizes (upright): {min(widths)}-{max(widths)} x {min(heights)}-{max(heights)}; "
+                 f"most common {common}")
+    rotated = collections.Counter(r.orientation for r in table.records if r.orientation != 1)
+    lines.append(f"stored rotated or mirrored (EXIF orientation, turned upright when read): {sum(rotated.values())}"
+                 + (" (" + ", ".join(f"orientation {o}: {n}" for o, n in sorted(rotated.items())) + ")" if rotated else ""))
     modes = collections.Counter(r.mode for r in table.records)
     lines.append("colour modes: " + ", ".join(f"{m} {n}" for m, n in modes.most_common())
                  + ("" if set(modes) == {"RGB"} else " (all decoded to RGB)"))
