@@ -25,6 +25,9 @@ DPI = 150
 ANNOTATE_MAX_CLASSES = 15  # beyond this, numbers in the cells are unreadable
 ROTATE_LABELS_OVER = 10
 LEGEND_ROWS = 18  # class legends wrap into a new column after this many entries
+LEGEND_MAX_CLASSES = 4 * LEGEND_ROWS  # more classes than this get no legend: it would outgrow the map
+MAX_MATRIX_INCHES = 24.0  # 1000 classes at 0.42 inch a cell made a 7-gigabyte image
+TICK_LABELS_MAX = 60  # beyond this, every k-th class is labelled
 
 
 def _save(fig, path):
@@ -53,14 +56,18 @@ def confusion_matrix_png(counts, class_names, path, title="Confusion matrix", co
     support = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, support, out=np.zeros_like(counts), where=support > 0)
 
-    side = max(4.5, 0.42 * n + 2.0)  # about 0.4 inch per cell keeps 36 classes legible
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.42 * columns + 2.0) + 1.2, side))
-    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    def inches(cells):  # about 0.4 inch per cell keeps 36 classes legible
+        return min(max(4.5, 0.42 * cells + 2.0), MAX_MATRIX_INCHES)
+
+    fig, ax = plt.subplots(figsize=(inches(columns) + 1.2, inches(n)))
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="Fraction of true class")
     longest = max(map(len, column_names), default=0)
     rotation = 90 if columns > ROTATE_LABELS_OVER else 45 if longest > 3 else 0
-    ax.set_xticks(range(columns), labels=column_names, rotation=rotation, ha="right" if rotation == 45 else "center")
-    ax.set_yticks(range(n), labels=class_names)
+    x_ticks, y_ticks = _tick_positions(columns), _tick_positions(n)
+    ax.set_xticks(x_ticks, labels=[column_names[i] for i in x_ticks], rotation=rotation,
+                  ha="right" if rotation == 45 else "center")
+    ax.set_yticks(y_ticks, labels=[class_names[i] for i in y_ticks])
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
     ax.set_title(title)
@@ -69,6 +76,11 @@ def confusion_matrix_png(counts, class_names, path, title="Confusion matrix", co
             ax.text(column, row, f"{rate:.2f}", ha="center", va="center", fontsize=9 if n > 8 else 11,
                     color="white" if rate > 0.5 else "black")
     return _save(fig, path)
+
+
+def _tick_positions(count):
+    """Every class up to `TICK_LABELS_MAX`, every k-th beyond, so that labels never overlap."""
+    return list(range(0, count, math.ceil(count / TICK_LABELS_MAX)))
 
 
 def _series(history, key):
@@ -173,6 +185,8 @@ def _scatter(ax, points, labels, colors, title):
 
 
 def _class_legend(owner, class_names, colors, **placement):
+    if len(class_names) > LEGEND_MAX_CLASSES:
+        return  # a legend of hundreds of classes would be wider than any screen; colours still separate them
     handles = [Line2D([], [], linestyle="", marker="o", markersize=6, color=color) for color in colors]
     owner.legend(handles, class_names, ncol=math.ceil(len(class_names) / LEGEND_ROWS), fontsize="small",
                  title="Class", frameon=False, handletextpad=0.2, columnspacing=0.8, **placement)

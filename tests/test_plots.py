@@ -66,6 +66,23 @@ def test_confusion_matrix_of_3_classes_with_an_empty_row(tmp_path):
     assert width < 1500  # small matrices stay small
 
 
+def test_a_thousand_classes_give_a_bounded_figure(tmp_path):
+    """1000 classes once made a 60,000-pixel-wide image and 24 GB of memory."""
+    names = [f"c{i:04d}" for i in range(1000)]
+    width, height = assert_png(plots.confusion_matrix_png(confusion(1000), names, tmp_path / "cm.png"))
+    assert width < 5000 and height < 5000
+    points, labels = clusters(1000, per_class=2)
+    width, height = assert_png(plots.tsne_png(points, labels, names, tmp_path / "tsne.png"))
+    assert width < 2000 and height < 2000  # no legend of 1000 entries beside the map
+
+
+def test_confusion_matrix_of_present_rows_and_answered_columns(tmp_path):
+    counts = np.array([[5, 0, 1], [0, 4, 2]])  # classes a and b evaluated; the model also answered c
+    width, height = assert_png(plots.confusion_matrix_png(counts, ["a", "b"], tmp_path / "cm.png",
+                                                          column_names=["a", "b", "c"]))
+    assert width > height
+
+
 def test_confusion_matrix_rejects_counts_that_do_not_match_the_classes(tmp_path):
     with pytest.raises(ValueError, match="expected \\(3, 3\\)"):
         plots.confusion_matrix_png(confusion(4), ["a", "b", "c"], tmp_path / "cm.png")
