@@ -5,6 +5,8 @@
     keras-sign evaluate runs/digits-mobilenetv3_small-20261125-120000
     keras-sign compare runs/digits-resnet18-20261125-120000 runs/digits-mobilenetv3_small-20261125-120000
     keras-sign data validate PATH
+    keras-sign predict RUN photo.jpg my_photos/
+    keras-sign transcribe RUN clip.mp4 --reference "HELLO"
 """
 
 import errno
@@ -21,7 +23,11 @@ from keras_sign.benchmark import RUNS, WARMUP
 from keras_sign.converters import IO_TYPES, QUANTIZATIONS
 from keras_sign.errors import KerasSignError
 from keras_sign.export import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OUT, FORMATS
+from keras_sign.predict import FORMATS as PREDICTION_FORMATS
+from keras_sign.spelling import DecoderSettings
 from keras_sign.verification import DEFAULT_MIN_AGREEMENT
+
+SKIPPED_EXIT = 3  # `predict`: some inputs could not be read (the rest were predicted)
 
 
 # What the machine, not the program, can get wrong while writing: said in one line, not a traceback.
@@ -153,6 +159,158 @@ def evaluate(run, data_dir, name, tsne_points, backend):
 
 
 @cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per image.")
+@click.option("--format", "output_format", type=click.Choice(PREDICTION_FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the predictions to this file instead of the terminal.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
+@_backend_option
+@click.pass_context
+def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, backend):
+    """Top classes of photos (files, folders, globs) from a run folder, .keras, .tflite/.onnx or export bundle.
+
+    Exit status 3 when some inputs could not be read (they are named; the rest are predicted).
+    """
+    select_backend(backend or "auto")
+    from keras_sign.classifier import load_classifier
+    from keras_sign.predict import expand_inputs, format_rows, predict_files
+    from keras_sign.runs import atomic_write_text, check_writable
+
+    if out:
+        check_writable(Path(out).parent)
+    files, problems = expand_inputs(inputs)
+    classifier = load_classifier(model, threads)
+    rows, skipped = predict_files(classifier, files, top_k, batch_size)
+    for path, reason in problems + skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    if not rows:
+        raise KerasSignError(f"None of the {len(files) + len(problems)} input(s) is an image the model can read.")
+    text = format_rows(rows, output_format)
+    if out:
+        atomic_write_text(out, text)
+        click.echo(f"wrote {len(rows)} prediction(s) to {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+    if problems or skipped:
+        ctx.exit(SKIPPED_EXIT)
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("source", required=False)
+@click.option("--camera", type=click.IntRange(min=0), help="Read camera N live instead of SOURCE (Ctrl-C stops).")
+@click.option("--fps", type=float, help="Frame rate of a folder of frames (default 30), or to override a video's.")
+@click.option("--crop", default="full", show_default=True,
+              help="What the model sees: full, center (the centred square) or x,y,w,h in pixels.")
+@click.option("--hold", type=float, default=DecoderSettings.hold, show_default=True,
+              help="Seconds a sign must be held to be typed.")
+@click.option("--min-confidence", type=float, default=DecoderSettings.min_confidence, show_default=True)
+@click.option("--min-margin", type=float, default=DecoderSettings.min_margin, show_default=True,
+              help="Lead of the top class over the second.")
+@click.option("--repeat-after", type=float, help="Seconds of further holding that type the sign again.")
+@click.option("--word-gap", type=float, help="Seconds of idle hand that end a word with a space (default: 0.5 for a "
+              "model without a space class, else off; 0 turns it off).")
+@click.option("--smoothing", type=float, default=DecoderSettings.smoothing, show_default=True,
+              help="Time constant (s) of the probability smoothing; 0 turns it off.")
+@click.option("--reference", help="The text that is spelled: print the character error rate and the alignment.")
+@click.option("--events", "events_path", type=click.Path(dir_okay=False), help="Write one JSON line per typed symbol.")
+@click.option("--timeline", "timeline_path", type=click.Path(dir_okay=False), help="Write per-frame top classes (CSV).")
+@click.option("--overlay", "overlay_path", type=click.Path(dir_okay=False), help="Write the video with predictions drawn.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
+@_backend_option
+def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margin, repeat_after, word_gap, smoothing,
+               reference, events_path, timeline_path, overlay_path, batch_size, threads, backend):
+    """Spell out a video file, a folder of frames (--fps) or a camera (--camera N) into text."""
+    import time
+
+    from keras_sign.spelling import SpellingDecoder, default_word_gap
+
+    command_started = time.perf_counter()
+    if (source is None) == (camera is None):
+        raise KerasSignError("Pass a SOURCE (video file or folder of frames) or --camera N, not both.")
+    DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing).validate()
+    select_backend(backend or "auto")
+    from keras_sign.classifier import load_classifier
+    from keras_sign.runs import check_writable
+    from keras_sign.transcribe import (
+        character_error_rate, transcribe as run_transcription, warn_about_missing_controls, write_events, write_timeline,
+    )
+    from keras_sign.video import OverlayWriter, open_source
+
+    for path in (events_path, timeline_path, overlay_path):
+        if path:
+            check_writable(Path(path).parent)
+    frames = open_source(source, camera, fps)
+    classifier = load_classifier(model, threads)
+    if word_gap is None:
+        word_gap = default_word_gap(classifier.class_names)
+    settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing)
+    decoder = SpellingDecoder(classifier.class_names, settings)
+    warn_about_missing_controls(classifier.class_names, settings)
+    overlay = OverlayWriter(overlay_path, frames.fps) if overlay_path else None
+    click.echo(f"transcribing {frames.description} with {classifier.source} ({classifier.runtime})", err=True)
+    live = _LiveLine(sys.stderr.isatty())
+    try:
+        transcript, timeline = run_transcription(classifier, frames, decoder, crop, batch_size, overlay, live.show)
+    except BaseException:
+        if overlay is not None:
+            overlay.discard()
+        raise
+    live.end()
+    startup = time.perf_counter() - command_started - transcript.wall_seconds
+    written = []
+    if events_path:
+        written.append(write_events(events_path, transcript.events))
+    if timeline_path:
+        written.append(write_timeline(timeline_path, timeline))
+    if overlay is not None and (video := overlay.close()):
+        written.append(video)
+    if transcript.broken:
+        click.echo(f"warning: the stream ended early ({transcript.broken}); the text so far:", err=True)
+    click.echo(transcript.text)
+    click.echo(f"{transcript.frames} frames ({transcript.seconds:.1f} s) in {transcript.wall_seconds:.2f} s: "
+               f"{transcript.frames_per_second:.0f} frames/s (decode, crop, resize, model, decoder), after "
+               f"{startup:.1f} s of start-up (loading the model and TensorFlow)", err=True)
+    if reference is not None:
+        score = character_error_rate(reference, transcript.text)
+        click.echo(f"CER {score['cer']:.3f} ({len(score['substitutions'])} substituted, {score['deletions']} missing, "
+                   f"{score['insertions']} extra)")
+        click.echo(score["alignment"])
+        if score["substitutions"]:
+            click.echo("substitutions (spelled -> typed): " + ", ".join(f"{r}->{h}" for r, h in score["substitutions"]))
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
+
+
+class _LiveLine:
+    """The growing text on one terminal line (stderr), with the current candidate and its hold; when
+    stderr is not a terminal, one log line per typed symbol instead."""
+
+    def __init__(self, terminal):
+        self.terminal = terminal
+        self.shown = False
+
+    def show(self, seconds, top, state, events):
+        if self.terminal:
+            candidate = f"{state['symbol']} {state['confidence']:.2f} {'#' * round(10 * state['progress']):<10}" \
+                if state["candidate"] else "-"
+            sys.stderr.write(f"\r{seconds:7.1f} s  {candidate:18}  {state['text'][-50:]}\x1b[K")
+            sys.stderr.flush()
+            self.shown = True
+        else:
+            for event in events:
+                click.echo(f"{event.time:7.2f} s  {event.action:8} {event.symbol!r:5} ({event.confidence:.2f})  "
+                           f"{event.text}", err=True)
+
+    def end(self):
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+@cli.command()
 @click.option("--image-size", type=int, default=224, show_default=True, help="Input side for the FLOPs count.")
 @click.option("--num-classes", type=int, default=1000, show_default=True)
 @_backend_option
@@ -166,7 +324,7 @@ def models(image_size, num_classes, backend):
 
 @cli.group()
 def data():
-    """Named datasets: list, download, validate."""
+    """Datasets: list, download, validate; build a fingerspelled test clip."""
 
 
 @data.command("list")
@@ -208,6 +366,25 @@ def data_validate(path, cache_dir):
         pattern = CATALOG[path].file_pattern
         path = dataset_location(path, cache_dir)
     click.echo(validate_report(path, pattern)[1])
+
+
+@data.command("clip")
+@click.option("--text", required=True, help="What the clip spells, e.g. 'HELLO WORLD'.")
+@click.option("--run", help="Take the photos from this run folder's split (default: its test split).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--data-dir", help="Take the photos from this folder of class folders instead.")
+@click.option("--out", required=True, help="New folder for the frames, clip.mp4, reference.txt and timing.csv.")
+@click.option("--fps", type=float, default=15.0, show_default=True)
+@click.option("--size", type=int, default=160, show_default=True, help="Side of the square frames in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the photos, hold times and drift.")
+def data_clip(text, run, split, data_dir, out, fps, size, seed):
+    """Build a fingerspelled test clip from real photos (each symbol held 0.4-1.2 s, drifting)."""
+    from keras_sign.data.clip import build_clip, clip_photos
+
+    paths, labels, orientations, class_names, description = clip_photos(run, split, data_dir)
+    summary = build_clip(text, paths, labels, orientations, class_names, out, fps, size, seed, description)
+    click.echo(f"'{summary['text']}' from {description}: {summary['frames']} frames, {summary['seconds']:.1f} s at "
+               f"{fps:g} frames/s in {out}/frames" + (f" and {out}/clip.mp4" if summary["video"] else ""))
 
 
 @cli.command()

@@ -250,6 +250,7 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
             **({"labels_embedded_note": LABELS_NOT_EMBEDDED} if export_format == "tflite" else {}),
             "preprocessing": {
                 "image_size": info["image_size"],
+                "center_crop": bool(info.get("center_crop", False)),
                 "resize": ("shorter side to image_size / 0.875, then the central square"
                            if info.get("center_crop") else "the whole image to image_size x image_size"),
                 "normalisation": "none outside the model: feed raw RGB pixels 0-255",

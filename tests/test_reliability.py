@@ -259,8 +259,8 @@ def test_damaged_model_file_is_named_in_one_line_by_every_command(users_run, tmp
 
 
 def test_resume_falls_back_from_a_damaged_checkpoint(users_run, tmp_path, caplog):
-    """Defect 8, on resume: the newest intact checkpoint (best.keras) is used and said so; with none,
-    training starts over."""
+    """Defect 8, on resume: the newest intact checkpoint (best.keras) is used and said so, and training
+    goes on from there."""
     run = tmp_path / "resumed"
     shutil.copytree(users_run, run)
     state = json.loads((run / "checkpoint" / "state.json").read_text())
@@ -272,13 +272,18 @@ def test_resume_falls_back_from_a_damaged_checkpoint(users_run, tmp_path, caplog
     assert info["epochs_trained"] == 3
     assert [row["epoch"] for row in RunFolder(run).read_history()] == ["1", "2", "3"]
 
-    caplog.clear()
-    for name in ("epoch-0003.keras", "best.keras"):
-        (run / "checkpoint" / name).write_bytes(b"PK\x03\x04 not a whole file")
-    config = load_config(run / "config.yaml", {"epochs": 4, "out": str(run)})
-    train(config, "tensorflow", "test", resume=True)
+
+def test_with_no_intact_checkpoint_training_starts_over(users_run, tmp_path, caplog):
+    from keras_sign.checkpoints import load_resumable, read_state
+
+    run = tmp_path / "damaged"
+    shutil.copytree(users_run, run)
+    folder = RunFolder(run)
+    for name in (read_state(folder)["model"], "checkpoint/best.keras"):
+        (run / name).write_bytes(b"PK\x03\x04 not a whole file")
+    model, state = load_resumable(folder, read_state(folder))
+    assert model is None and state["epoch"] == 0 and state["model"] is None
     assert "No intact checkpoint" in caplog.text and "training starts again from the first epoch" in caplog.text
-    assert [row["epoch"] for row in RunFolder(run).read_history()] == ["1", "2", "3", "4"]
 
 
 # === Two writers ===

@@ -78,25 +78,39 @@ def apply_orientation(image, orientation):
     return tf.cond(flip, lambda: tf.reverse(image, [0]), lambda: image)
 
 
-def decode_and_resize(path, orientation, image_size, center_crop=False):
-    """Read one image file as upright uint8 RGB at `image_size` x `image_size` (any format the scanner accepts).
+def decode_upright(data, orientation):
+    """Encoded image bytes (any format the scanner accepts) -> uint8 RGB `(h, w, 3)`, turned upright."""
+    tf = import_tensorflow()
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return apply_orientation(image, orientation)
 
-    `path` is a file path (bytes keep names that are not valid UTF-8 intact) and `orientation` its
-    EXIF orientation (`keras_sign.data.scan.read_orientation`). The whole image is resized to the
-    square by default; with `center_crop` its shorter side is resized to `image_size / 0.875` and
-    the central square cut out, keeping the aspect ratio.
+
+def resize_image(image, image_size, center_crop=False):
+    """An RGB image `(h, w, 3)`, or a batch `(n, h, w, 3)` of one size, as uint8 `image_size` x `image_size`.
+
+    The one resize of training and inference: the whole image is squashed to the square by default;
+    with `center_crop` its shorter side goes to `image_size / 0.875` and the central square is cut
+    out, keeping the aspect ratio (torchvision's evaluation transform).
     """
     tf = import_tensorflow()
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = apply_orientation(image, orientation)
     if center_crop:
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        shape = tf.cast(tf.shape(image)[-3:-1], tf.float32)
         scale = round(image_size / CENTER_CROP_FRACTION) / tf.reduce_min(shape)
         image = tf.image.resize(image, tf.cast(tf.round(shape * scale), tf.int32), antialias=True)
         image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
     else:
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def decode_and_resize(path, orientation, image_size, center_crop=False):
+    """Read one image file as upright uint8 RGB at `image_size` x `image_size` (see `resize_image`).
+
+    `path` is a file path (bytes keep names that are not valid UTF-8 intact) and `orientation` its
+    EXIF orientation (`keras_sign.data.scan.read_orientation`).
+    """
+    tf = import_tensorflow()
+    return resize_image(decode_upright(tf.io.read_file(path), orientation), image_size, center_crop)
 
 
 def _file_tensors(paths, orientations):

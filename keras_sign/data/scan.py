@@ -18,6 +18,7 @@ import hashlib
 import io
 import logging
 import os
+import typing
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -80,6 +81,11 @@ class FileTable:
         return dataclasses.replace(self, records=kept)
 
 
+def scan_workers():
+    """Threads for reading files: the work is I/O and decoding outside the GIL."""
+    return min(16, 2 * (os.cpu_count() or 1))
+
+
 def exif_orientation(image):
     """The EXIF orientation (1-8) of an open PIL image; 1 when it has none or an invalid one."""
     try:
@@ -100,7 +106,7 @@ def read_orientation(path):
 
 def read_orientations(paths):
     """EXIF orientations of many files, read in parallel threads (I/O bound)."""
-    with concurrent.futures.ThreadPoolExecutor(_scan_workers()) as pool:
+    with concurrent.futures.ThreadPoolExecutor(scan_workers()) as pool:
         return list(pool.map(read_orientation, paths))
 
 
@@ -119,8 +125,19 @@ def _bmp_problem(data, mode):
     return f"{kind} BMP is not decoded correctly by TensorFlow; convert it to PNG"
 
 
+class ImageCheck(typing.NamedTuple):
+    """What `inspect_image` found: `problem` is None for an image the pipeline decodes correctly."""
+
+    sha1: str
+    width: int  # as displayed, after the EXIF orientation
+    height: int
+    mode: str
+    orientation: int
+    problem: str | None
+
+
 def inspect_image(path):
-    """Return `(sha1, width, height, mode, orientation, None)` for a decodable image, or `(.., reason)`.
+    """Check one file as the pipeline will read it; return an `ImageCheck`.
 
     Width and height are as displayed, after the EXIF orientation (a phone's portrait photo is
     stored landscape with orientation 6 or 8).
@@ -128,7 +145,7 @@ def inspect_image(path):
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        return "", 0, 0, "", 1, f"cannot be read ({error.strerror or error})"
+        return ImageCheck("", 0, 0, "", 1, f"cannot be read ({error.strerror or error})")
     digest = hashlib.sha1(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -137,18 +154,21 @@ def inspect_image(path):
             orientation = exif_orientation(image)
             if orientation >= 5:  # 5-8 turn the picture a quarter: width and height swap
                 width, height = height, width
+            problem = None
             if image_format not in DECODABLE_FORMATS:
-                return digest, width, height, mode, orientation, f"{image_format} is not supported; convert it to PNG or JPEG"
-            if image_format == "BMP" and (problem := _bmp_problem(data, mode)):
-                return digest, width, height, mode, orientation, problem
+                problem = f"{image_format} is not supported; convert it to PNG or JPEG"
+            elif image_format == "BMP":
+                problem = _bmp_problem(data, mode)
+            if problem:
+                return ImageCheck(digest, width, height, mode, orientation, problem)
             # A JPEG is decoded at 1/8 scale: every byte is still read, so truncation is caught, 8x faster.
             image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
             image.load()
     except UnidentifiedImageError:
-        return digest, 0, 0, "", 1, "not an image"
+        return ImageCheck(digest, 0, 0, "", 1, "not an image")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return digest, 0, 0, "", 1, f"unreadable image ({error})"
-    return digest, width, height, mode, orientation, None
+        return ImageCheck(digest, 0, 0, "", 1, f"unreadable image ({error})")
+    return ImageCheck(digest, width, height, mode, orientation, None)
 
 
 def _visible_children(folder):
@@ -167,10 +187,6 @@ def detect_layout(root):
     if nested and len(nested) >= len(holding_files):
         return LAYOUT_GROUPS
     return LAYOUT_CLASSES
-
-
-def _scan_workers():
-    return min(16, 2 * (os.cpu_count() or 1))
 
 
 def _candidate_files(root, layout, file_pattern, wanted_classes):
@@ -226,15 +242,16 @@ def scan_folder(root, grouped=None, file_pattern="*", classes=None, min_classes=
         missing = ", ".join(sorted(wanted - set(class_folders)))
         raise KerasSignError(f"No folder for class(es) {missing} in {root}; check the names given to --classes.")
 
-    with concurrent.futures.ThreadPoolExecutor(_scan_workers()) as pool:
+    with concurrent.futures.ThreadPoolExecutor(scan_workers()) as pool:
         results = list(pool.map(lambda c: inspect_image(c[0]), candidates))
     records = []
-    for (path, label, group), (digest, width, height, mode, orientation, problem) in zip(candidates, results):
+    for (path, label, group), check in zip(candidates, results):
         relative = path.relative_to(root).as_posix()
-        if problem:
-            skipped.append((relative, problem))
+        if check.problem:
+            skipped.append((relative, check.problem))
         else:
-            records.append(ImageRecord(relative, label, group, digest, width, height, mode, orientation))
+            records.append(ImageRecord(relative, label, group, check.sha1, check.width, check.height, check.mode,
+                                       check.orientation))
     skipped.sort()
 
     present = sorted({r.label for r in records})

@@ -1,0 +1,104 @@
+"""One loader for every kind of trained model a user holds, with what inference needs to know.
+
+    classifier = load_classifier("runs/digits-mobilenetv3_small-20261125-203937")    # a run folder
+    classifier = load_classifier("exports/digits-...-tflite-none")                    # an export bundle
+    classifier = load_classifier("model.tflite")       # with model.json or labels.txt beside it
+    probabilities = classifier.predict(uint8_images)    # (n, size, size, 3) raw RGB -> (n, classes)
+
+A model comes with its class names and its preprocessing (input size, and whether training cut the
+central square): from a run folder's `run.json` and `classes.json`, an export bundle's
+`model.json`, or a `labels.txt` beside a bare model file. The model runs in the runtime that ships
+it (`keras_sign.runtimes`: Keras, LiteRT with XNNPACK, onnxruntime, TensorFlow).
+"""
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from keras_sign.errors import KerasSignError
+from keras_sign.runtimes import load_model_file, model_file
+
+log = logging.getLogger("keras_sign")
+
+
+@dataclasses.dataclass
+class Classifier:
+    """A runnable model with its classes and preprocessing; see the module docstring."""
+
+    model: object  # a `keras_sign.runtimes` model: `.predict(images)` and `.runtime`
+    class_names: list
+    image_size: int
+    center_crop: bool
+    source: str  # what was loaded, for messages and records
+
+    @property
+    def runtime(self):
+        return self.model.runtime
+
+    def predict(self, images):
+        """Class probabilities `(n, classes)` of raw uint8 RGB images `(n, size, size, 3)`."""
+        return np.asarray(self.model.predict(np.asarray(images)), dtype=np.float32)
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise KerasSignError(f"{path} cannot be read ({error}); restore it or export the model again.") from None
+
+
+def _labels_beside(path):
+    labels = Path(path).with_name("labels.txt")
+    if not labels.is_file():
+        return None
+    return [line.strip() for line in labels.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _description(path):
+    """Class names, input size and centre crop for a model file, from whatever lies beside it."""
+    folder = Path(path).parent  # a bundle's model.json, a run's run.json, or a labels.txt sits beside the model
+    if (folder / "model.json").is_file():  # an export bundle
+        record = _read_json(folder / "model.json")
+        preprocessing = record.get("preprocessing", {})
+        center_crop = preprocessing.get("center_crop", "central square" in preprocessing.get("resize", ""))
+        return record["classes"], preprocessing.get("image_size"), bool(center_crop)
+    if (folder / "run.json").is_file() and (folder / "classes.json").is_file():  # a run folder's model
+        info = _read_json(folder / "run.json")
+        return _read_json(folder / "classes.json"), info.get("image_size"), bool(info.get("center_crop", False))
+    return _labels_beside(path), None, False
+
+
+def load_classifier(path, threads=None):
+    """A `Classifier` for a run folder, a `.keras` file, an export bundle, or a `.tflite` / `.onnx` file.
+
+    A bare model file needs its class names beside it (`model.json` or `labels.txt`, one name per
+    line in output order); a `.keras` file without them is named by class index, with a warning.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise KerasSignError(f"{path} does not exist; pass a run folder, a .keras/.tflite/.onnx file or an export bundle.")
+    if path.is_dir() and (path / "run.json").is_file() and not (path / "model.keras").is_file():
+        raise KerasSignError(f"{path} has not finished training (no model.keras); resume it with `keras-sign train --resume`.")
+    file = model_file(path)
+    class_names, image_size, center_crop = _description(file)
+    model = load_model_file(file, threads)
+    height, width = model.input_shape[:2]
+    if image_size is None:
+        image_size = height
+    if (height, width) != (image_size, image_size):
+        raise KerasSignError(f"{file} takes {height}x{width} images, but its description says {image_size}; "
+                             "export the model again.")
+    classes = model.predict(np.zeros((1, image_size, image_size, 3), model.input_dtype)).shape[-1]
+    if class_names is None:
+        if file.suffix != ".keras":
+            raise KerasSignError(f"{file} has no model.json or labels.txt beside it; put its labels.txt (one class "
+                                 "per line, in output order) in the same folder.")
+        log.warning("%s has no class names beside it (run.json or labels.txt): classes are shown by index.", file)
+        class_names = [str(i) for i in range(classes)]
+    if len(class_names) != classes:
+        raise KerasSignError(f"{file} has {classes} outputs but {len(class_names)} class names beside it; "
+                             "use the labels that came with this model.")
+    return Classifier(model, list(class_names), int(image_size), center_crop, str(path))

@@ -1,0 +1,102 @@
+"""`keras-sign predict MODEL INPUT...`: the top classes of photos, decoded exactly as training decodes them.
+
+    keras-sign predict runs/digits-mobilenetv3_small-20261125-203937 my_photos/
+    keras-sign predict exports/digits-...-tflite-none 'phone/**/*.jpg' --top-k 5 --format jsonl --out top5.jsonl
+
+INPUT is an image file, a folder (searched recursively) or a glob. Every file is checked as the
+training scan checks it (unreadable and unsupported files are named and skipped) and read
+through the training pipeline's decode (EXIF orientation applied, the same resize), then the
+model sees the images in batches.
+"""
+
+import concurrent.futures
+import csv
+import glob
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from keras_sign.errors import KerasSignError
+
+log = logging.getLogger("keras_sign")
+
+FORMATS = ("table", "jsonl", "csv")
+BATCH_SIZE = 64
+
+
+def expand_inputs(inputs):
+    """`(files, problems)`: the files that INPUT arguments name, in order and without repeats, and
+    `(argument, reason)` for arguments that name nothing."""
+    files, problems, seen = [], [], set()
+    for argument in inputs:
+        path = Path(argument).expanduser()
+        if path.is_file():
+            found = [path]
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        elif glob.has_magic(str(argument)):
+            found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        else:
+            found = []
+        if not found:
+            problems.append((str(argument), "no such file or folder" if not glob.has_magic(str(argument))
+                             else "the pattern matches no file"))
+        for file in found:
+            if file not in seen:
+                seen.add(file)
+                files.append(file)
+    return files, problems
+
+
+def predict_files(classifier, files, top_k=3, batch_size=BATCH_SIZE):
+    """Top-k predictions of image files; return `(rows, skipped)`.
+
+    Each row is `{"path", "predictions": [{"class", "probability"}, ...]}`, best first; `skipped`
+    lists `(path, reason)` for files that cannot be read as images.
+    """
+    from keras_sign.data.pipeline import decoded_images
+    from keras_sign.data.scan import inspect_image, scan_workers
+
+    with concurrent.futures.ThreadPoolExecutor(scan_workers()) as pool:
+        checks = list(pool.map(inspect_image, files))
+    usable = [(file, check.orientation) for file, check in zip(files, checks) if check.problem is None]
+    skipped = [(str(file), check.problem) for file, check in zip(files, checks) if check.problem is not None]
+    rows = []
+    if usable:
+        paths, orientations = zip(*usable)
+        images = decoded_images(paths, np.zeros(len(paths), np.int32), classifier.image_size,
+                                classifier.center_crop, orientations).batch(batch_size)
+        probabilities = np.concatenate([classifier.predict(batch) for batch, _ in images.as_numpy_iterator()])
+        k = min(top_k, len(classifier.class_names))
+        for path, row in zip(paths, probabilities):
+            best = np.argsort(row)[::-1][:k]
+            rows.append({"path": str(path), "predictions": [
+                {"class": classifier.class_names[i], "probability": float(row[i])} for i in best]})
+    return rows, skipped
+
+
+def format_rows(rows, output_format):
+    """The rows as an aligned table, JSON lines or CSV text."""
+    if output_format == "jsonl":
+        return "".join(json.dumps(row) + "\n" for row in rows)
+    k = max((len(row["predictions"]) for row in rows), default=0)
+    header = ["path"] + [f"{part}{i}" for i in range(1, k + 1) for part in ("top", "p")]
+    cells = [[row["path"]] + [value for p in row["predictions"] for value in (p["class"], f"{p['probability']:.4f}")]
+             for row in rows]
+    if output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(cells)
+        return buffer.getvalue()
+    if output_format != "table":
+        raise KerasSignError(f"Unknown format '{output_format}'; choose one of {', '.join(FORMATS)}.")
+    widths = [max(len(str(line[i])) for line in [header, *cells]) for i in range(len(header))]
+    return "".join(
+        "  ".join(str(cell).ljust(width) if i == 0 else str(cell).rjust(width)
+                  for i, (cell, width) in enumerate(zip(line, widths))).rstrip() + "\n"
+        for line in [header, *cells]
+    )

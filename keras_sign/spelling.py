@@ -1,0 +1,208 @@
+"""Per-frame class probabilities -> fingerspelled text. Pure Python and NumPy: no I/O, no model.
+
+    decoder = SpellingDecoder(["A", "B", "del", "nothing", "space"])
+    for seconds, probabilities in frames:           # any frame rate, even an uneven one
+        for event in decoder.update(seconds, probabilities):
+            print(event.action, event.symbol, decoder.text)
+
+The rules, all in seconds so that a 15 fps camera and a 60 fps video spell the same text:
+
+- The probabilities are smoothed over time (an exponential moving average with time constant
+  `smoothing`), which steadies the flicker between similar handshapes.
+- A class is the *candidate* while it is the smoothed top class with probability >=
+  `min_confidence` and a lead of >= `min_margin` over the second class; otherwise there is none.
+- A candidate held for `hold` seconds is committed once. It is not committed again until the hand
+  changes (another candidate, `nothing`, or too little confidence), unless `repeat_after` is set:
+  then a hold that lasts that much longer commits it again (the LL of HELLO without moving).
+- Classes named `space`, `del` and `nothing` act as space, backspace and idle (a space never
+  doubles and never starts the text; backspace on empty text does nothing). Other class names of
+  one character are symbols, letters upper-cased (Massey's `a` is A); longer names such as
+  `unknown` are idle too. A model without these classes still spells letters.
+- With `word_gap`, that many seconds of idle or low confidence after a symbol end the word with
+  a space.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from keras_sign.errors import KerasSignError
+
+SPACE, DELETE, IDLE = "space", "del", "nothing"
+
+
+WORD_GAP_WITHOUT_SPACE_CLASS = 0.5  # seconds; measured with the defaults below (README, "From signs to text")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderSettings:
+    """The decoder's thresholds. The defaults won a grid search (benchmarks/tune_decoder.py) on clips
+    built from the validation photos of a Massey and an ASL Alphabet model (README)."""
+
+    hold: float = 0.2  # seconds a candidate must last before it is committed
+    min_confidence: float = 0.6  # smoothed probability of the top class
+    min_margin: float = 0.2  # smoothed lead of the top class over the second
+    repeat_after: float | None = None  # seconds of further holding that commit the symbol again
+    word_gap: float | None = None  # seconds of idle or low confidence that end a word with a space
+    smoothing: float = 0.0  # seconds: time constant of the moving average (0: none; 0.1 and 0.2 did not help)
+
+    def validate(self):
+        """Raise `KerasSignError` naming the first value that cannot work."""
+        checks = [
+            (self.hold > 0, f"--hold must be a positive number of seconds such as 0.3 (got {self.hold})."),
+            (0 <= self.min_confidence <= 1, f"--min-confidence must be between 0 and 1 (got {self.min_confidence})."),
+            (0 <= self.min_margin <= 1, f"--min-margin must be between 0 and 1 (got {self.min_margin})."),
+            (self.repeat_after is None or self.repeat_after > 0,
+             f"--repeat-after must be a positive number of seconds (got {self.repeat_after})."),
+            (self.word_gap is None or self.word_gap > 0,
+             f"--word-gap must be a positive number of seconds (got {self.word_gap})."),
+            (self.smoothing >= 0, f"--smoothing must be 0 or more seconds (got {self.smoothing})."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise KerasSignError(message)
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One change of the text: a symbol added, a space, a backspace."""
+
+    time: float  # seconds into the stream
+    action: str  # "symbol", "space", "delete" or "word_gap" (a space after a pause)
+    symbol: str  # what was typed: "A", "7", " ", or "" for a backspace
+    confidence: float  # smoothed probability of the committed class (1.0 for a word gap)
+    text: str  # the whole text after the event
+
+
+def key_of(class_name):
+    """What a class types: ("symbol", "A"), ("space", " "), ("delete", "") or ("idle", "")."""
+    name = str(class_name)
+    if name.lower() == SPACE:
+        return "space", " "
+    if name.lower() in (DELETE, "delete"):
+        return "delete", ""
+    if len(name) == 1 and name.strip():
+        return "symbol", name.upper()
+    return "idle", ""  # nothing, unknown, ...
+
+
+def default_word_gap(class_names):
+    """A model that cannot type a space ends words at pauses: `WORD_GAP_WITHOUT_SPACE_CLASS`; else None."""
+    return None if has_control_classes(class_names)["space"] else WORD_GAP_WITHOUT_SPACE_CLASS
+
+
+def has_control_classes(class_names):
+    """Which of space / del / nothing a model has, by the decoder's reading of its class names."""
+    actions = {key_of(name)[0] for name in class_names}
+    return {"space": "space" in actions, "delete": "delete" in actions,
+            "nothing": any(str(name).lower() == IDLE for name in class_names)}
+
+
+class SpellingDecoder:
+    """Turns a stream of `(seconds, class probabilities)` into text; see the module docstring.
+
+    Example:
+        >>> decoder = SpellingDecoder(["a", "b", "nothing"], DecoderSettings(hold=0.2, smoothing=0))
+        >>> for i in range(10):  # 0.5 s of a confident "a" at 20 fps
+        ...     _ = decoder.update(i / 20, [0.9, 0.05, 0.05])
+        >>> decoder.text
+        'A'
+    """
+
+    def __init__(self, class_names, settings=None):
+        self.class_names = list(class_names)
+        self.settings = (settings or DecoderSettings()).validate()
+        self.keys = [key_of(name) for name in self.class_names]
+        self.reset()
+
+    def reset(self):
+        """Forget the text and everything seen so far."""
+        self.text = ""
+        self.smoothed = None
+        self.last_time = None
+        self.interval = 0.0  # seconds between the last two frames: how long one frame shows the hand
+        self.candidate = None  # class index, or None when no class is confident enough
+        self.confidence = 0.0
+        self.candidate_since = None
+        self.committed_at = None  # when the current candidate was last committed; None: not yet
+        self.idle_since = None
+
+    def update(self, time, probabilities):
+        """Feed one frame's class probabilities at `time` seconds; return the events it caused."""
+        probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        if len(probabilities) != len(self.class_names):
+            raise ValueError(f"{len(probabilities)} probabilities for {len(self.class_names)} classes")
+        self._smooth(float(time), probabilities)
+        candidate, confidence = self._candidate()
+        if candidate != self.candidate:  # the hand changed: the new candidate's hold starts now
+            self.candidate, self.candidate_since, self.committed_at = candidate, time, None
+        self.confidence = confidence
+        action = "idle" if candidate is None else self.keys[candidate][0]
+        if action == "idle":
+            self.idle_since = time if self.idle_since is None else self.idle_since
+            return self._word_gap(time)
+        self.idle_since = None
+        held = time - self.candidate_since + self.interval  # a frame stands for the time until the next one
+        if self.committed_at is None:
+            due = held >= self.settings.hold - 1e-9
+        else:
+            due = self.settings.repeat_after is not None and time - self.committed_at >= self.settings.repeat_after - 1e-9
+        if not due:
+            return []
+        self.committed_at = time
+        return self._type(time, *self.keys[candidate], confidence)
+
+    @property
+    def state(self):
+        """What a live view shows: the candidate, its confidence, how long it is held, the text."""
+        held = 0.0 if self.candidate is None else self.last_time - self.candidate_since + self.interval
+        name = None if self.candidate is None else self.class_names[self.candidate]
+        return {
+            "candidate": name,
+            "symbol": None if self.candidate is None else self.keys[self.candidate][1] or name,
+            "confidence": self.confidence,
+            "held": held,
+            "progress": 1.0 if self.committed_at is not None else min(held / self.settings.hold, 1.0),
+            "committed": self.committed_at is not None,
+            "text": self.text,
+        }
+
+    def _smooth(self, time, probabilities):
+        if self.last_time is not None:
+            self.interval = max(time - self.last_time, 0.0)
+        if self.smoothed is None or self.settings.smoothing == 0:
+            self.smoothed = probabilities
+        else:
+            weight = 1.0 - math.exp(-self.interval / self.settings.smoothing)
+            self.smoothed = self.smoothed + weight * (probabilities - self.smoothed)
+        self.last_time = time
+
+    def _candidate(self):
+        order = np.argsort(self.smoothed)[::-1]
+        top = float(self.smoothed[order[0]])
+        second = float(self.smoothed[order[1]]) if len(order) > 1 else 0.0
+        if top >= self.settings.min_confidence and top - second >= self.settings.min_margin:
+            return int(order[0]), top
+        return None, top
+
+    def _type(self, time, action, symbol, confidence):
+        if action == "space":
+            if not self.text or self.text.endswith(" "):
+                return []  # no leading or double space
+            self.text += " "
+        elif action == "delete":
+            if not self.text:
+                return []
+            self.text = self.text[:-1]
+        else:
+            self.text += symbol
+        return [Event(time, action, symbol, confidence, self.text)]
+
+    def _word_gap(self, time):
+        gap = self.settings.word_gap
+        if gap is None or not self.text or self.text.endswith(" ") or time - self.idle_since < gap - 1e-9:
+            return []
+        self.text += " "
+        return [Event(time, "word_gap", " ", 1.0, self.text)]
