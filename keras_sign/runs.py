@@ -265,11 +265,20 @@ class RunFolder:
         path = self.file("history.csv")
         return read_csv(path) if path.is_file() else []
 
-    def save_model(self, model, name="model.keras"):
-        """Save a model file atomically (Keras insists on the `.keras` suffix, so the temp name keeps it)."""
+    def save_model(self, model, name="model.keras", optimizer=True):
+        """Save a model file atomically (Keras insists on the `.keras` suffix, so the temp name keeps it).
+
+        With `optimizer=False` only the layers and weights are saved, through an uncompiled model over
+        the same layers: no optimizer state and no custom schedule, so plain Keras loads the file on
+        any backend. (`clone_model` would not do: it compiles the clone like the original.)
+        """
         final = self.file(name)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.stem}-{os.getpid()}.tmp.keras")
+        if not optimizer:
+            import keras
+
+            model = keras.Model(model.input, model.output, name=model.name)
         try:
             model.save(tmp)
             os.replace(tmp, final)

@@ -231,7 +231,7 @@ def train(config, backend, backend_reason, resume=False):
         state = fit_epochs(model, config, run, data, history, state)
         if len(devices) > 1:
             keras.distribution.set_distribution(None)  # evaluation runs on one device, whatever the batch size
-        run.save_model(model)
+        run.save_model(model, optimizer=False)  # model.keras: for inference, loadable by plain Keras
 
         record.update(
             status="finished", epochs_trained=state["epoch"], stopped_early=state["stopped_early"],

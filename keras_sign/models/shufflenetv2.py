@@ -2,7 +2,9 @@
 
 Channel split and shuffle keep torchvision's channel order under NHWC, so
 ImageNet weights map name to name (`stage2_0_branch1_0` is `stage2.0.branch1.0`).
-Batch norm eps 1e-5, PyTorch momentum 0.1.
+Batch norm eps 1e-5, PyTorch momentum 0.1. Split and shuffle are made of Keras'
+own Reshape, Cropping3D and Permute layers, so a saved model loads in plain
+Keras without keras-sign installed.
 """
 
 import keras
@@ -22,9 +24,26 @@ STAGE_CHANNELS = {  # torchvision's stages_out_channels: stem, stage2-4, conv5
 }
 
 
+def channel_shuffle(x, groups, name):
+    """torchvision's `channel_shuffle` for NHWC: channel `g * (C / groups) + j` moves to `j * groups + g`."""
+    height, width, channels = x.shape[1:]
+    x = layers.Reshape((height, width, groups, channels // groups), name=f"{name}_groups")(x)
+    x = layers.Permute((1, 2, 4, 3), name=f"{name}_permute")(x)
+    return layers.Reshape((height, width, channels), name=name)(x)
+
+
+def channel_half(x, half, name):
+    """One half of the channels, as `x.chunk(2, dim=1)` gives in PyTorch (`half` 0 or 1): the channels
+    viewed as two halves on a third spatial axis, of which Cropping3D keeps one."""
+    height, width, channels = x.shape[1:]
+    x = layers.Reshape((height, width, 2, channels // 2), name=f"{name}_halves")(x)
+    x = layers.Cropping3D(((0, 0), (0, 0), (half, 1 - half)), name=f"{name}_crop")(x)
+    return layers.Reshape((height, width, channels // 2), name=name)(x)
+
+
 @keras.saving.register_keras_serializable(package="keras_sign")
 class ChannelShuffle(layers.Layer):
-    """torchvision's `channel_shuffle` for NHWC: channel `g * (C / groups) + j` moves to `j * groups + g`."""
+    """The shuffle as one layer, as run folders before keras-sign 0.2 saved it: kept so that they load."""
 
     def __init__(self, groups=2, **kwargs):
         super().__init__(**kwargs)
@@ -42,7 +61,7 @@ class ChannelShuffle(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_sign")
 class ChannelHalf(layers.Layer):
-    """One half of the channels, as `x.chunk(2, dim=1)` gives in PyTorch (`half` 0 or 1)."""
+    """The split as one layer, as run folders before keras-sign 0.2 saved it: kept so that they load."""
 
     def __init__(self, half, **kwargs):
         super().__init__(**kwargs)
@@ -78,8 +97,8 @@ def shuffle_unit(x, out_channels, stride, name, bn_momentum):
     """torchvision's ShuffleNetV2 `InvertedResidual`: split (or downsample both ways), concat, shuffle."""
     branch_channels = out_channels // 2
     if stride == 1:
-        kept = ChannelHalf(0, name=f"{name}_split0")(x)
-        x = ChannelHalf(1, name=f"{name}_split1")(x)
+        kept = channel_half(x, 0, f"{name}_split0")
+        x = channel_half(x, 1, f"{name}_split1")
     else:
         # branch1: depthwise 3x3 (0) + BN (1), 1x1 conv (2) + BN (3) + ReLU (4)
         kept = _depthwise_bn(x, stride, f"{name}_branch1", 0, bn_momentum)
@@ -89,7 +108,7 @@ def shuffle_unit(x, out_channels, stride, name, bn_momentum):
     y = _depthwise_bn(y, stride, f"{name}_branch2", 3, bn_momentum)
     y = _conv1x1_bn_relu(y, branch_channels, f"{name}_branch2", 5, bn_momentum)
     x = layers.Concatenate(name=f"{name}_concat")([kept, y])
-    return ChannelShuffle(2, name=f"{name}_shuffle")(x)
+    return channel_shuffle(x, 2, f"{name}_shuffle")
 
 
 def shufflenet_v2(x, num_classes, width, dropout=0.0, bn_momentum=None, include_top=True):
