@@ -4,4 +4,4 @@ Importing this package does not import Keras: the backend has to be chosen
 first (see `keras_sign.backend.select_backend`).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

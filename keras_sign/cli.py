@@ -53,12 +53,28 @@ class _Group(click.Group):
             ) from None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever `sys.stderr` is when they are written (click's test runner swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass  # always the current sys.stderr
+
+
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="keras-sign")
 def cli():
     """Train, evaluate and ship sign-language image classifiers (Keras 3)."""
-    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)
-    logging.getLogger("keras_sign").setLevel(logging.INFO)
+    logger = logging.getLogger("keras_sign")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
 
 
 RESUMABLE = ("epochs", "patience", "backend")  # what may change when a run is resumed

@@ -50,12 +50,36 @@ def small_digits(tmp_path):
 
 
 def run_cli(*args, backend=None, cwd=None):
-    """Run `python -m keras_sign.cli ARGS` in a fresh process; return the CompletedProcess."""
+    """Run the command line; return a CompletedProcess-like result (returncode, stdout, stderr).
+
+    A command that runs on the TensorFlow backend the in-process tests share runs in this process
+    (click's CliRunner), saving a TensorFlow start per call; one that needs another backend, a fresh
+    process-wide setting (--deterministic) or another folder runs as `python -m keras_sign.cli`.
+    """
+    args = [str(arg) for arg in args]
+    pinned = args[args.index("--backend") + 1] if "--backend" in args else None
+    if backend in (None, "tensorflow") and pinned in (None, "tensorflow", "auto") and "--deterministic" not in args \
+            and cwd is None:
+        return _run_in_process(args)
     env = dict(os.environ)
     env.pop("KERAS_BACKEND", None)
     if backend:
         env["KERAS_BACKEND"] = backend
     return subprocess.run(
-        [sys.executable, "-m", "keras_sign.cli", *map(str, args)],
+        [sys.executable, "-m", "keras_sign.cli", *args],
         capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=600,
     )
+
+
+def _run_in_process(args):
+    import traceback
+
+    from click.testing import CliRunner
+
+    from keras_sign.cli import cli
+
+    result = CliRunner().invoke(cli, args, prog_name="keras-sign")
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))  # as a crashed process would print it
+    return subprocess.CompletedProcess(["keras-sign", *args], result.exit_code, result.stdout, stderr)

@@ -73,7 +73,6 @@ def users_folder(tmp_path_factory):
     save_as_phone_would(first_photo("1"), root / "1" / "portrait.jpg", 6, quality=95)
     shutil.copy(sorted((SAMPLE / "2").iterdir())[-1], root / "2" / LATIN1_NAME)
     os.symlink(root / "gone.jpg", root / "0" / "link.jpg")
-    (root / "0" / os.fsdecode(b"da\xf1ado.jpg")).write_bytes(b"\xff\xd8 cut short")
     return root
 
 
@@ -141,12 +140,15 @@ def test_split_csv_carries_orientations_and_odd_names_into_training(users_run, u
     assert ["0/link.jpg", "broken symbolic link: its target does not exist"] in info["skipped_files"]
 
 
-def test_validate_prints_odd_names_and_broken_links(users_folder):
+def test_validate_prints_odd_names_and_broken_links(users_folder, tmp_path):
     """Defects 9 and 14 through the real command line, in a fresh process."""
-    result = subprocess.run([sys.executable, "-m", "keras_sign.cli", "data", "validate", str(users_folder)],
+    folder = tmp_path / "users"
+    shutil.copytree(users_folder, folder, symlinks=True)
+    (folder / "0" / os.fsdecode(b"da\xf1ado.jpg")).write_bytes(b"\xff\xd8 cut short")
+    result = subprocess.run([sys.executable, "-m", "keras_sign.cli", "data", "validate", str(folder)],
                             capture_output=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert b"3 classes, 32 images" in result.stdout  # seña.png among them
+    assert b"3 classes, 32 images" in result.stdout  # se\xf1a.png among them
     assert b"0/da\xf1ado.jpg: not an image" in result.stdout
     assert b"0/link.jpg: broken symbolic link" in result.stdout
 
