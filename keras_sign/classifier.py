@@ -7,7 +7,7 @@
 
 A model comes with its class names and its preprocessing (input size, and whether training cut the
 central square): from a run folder's `run.json` and `classes.json`, an export bundle's
-`model.json`, or a `labels.txt` beside a bare model file. The model runs in the runtime that ships
+`model.json`, a `labels.txt` beside a bare model file, or a `.tflite` file's own metadata. The model runs in the runtime that ships
 it (`keras_sign.runtimes`: Keras, LiteRT with XNNPACK, onnxruntime, TensorFlow).
 """
 
@@ -68,7 +68,12 @@ def _description(path):
     if (folder / "run.json").is_file() and (folder / "classes.json").is_file():  # a run folder's model
         info = _read_json(folder / "run.json")
         return _read_json(folder / "classes.json"), info.get("image_size"), bool(info.get("center_crop", False))
-    return _labels_beside(path), None, False
+    labels = _labels_beside(path)
+    if labels is None and Path(path).suffix == ".tflite":  # a .tflite that carries its labels as metadata
+        from keras_sign.tflite_metadata import read_metadata
+
+        labels = (read_metadata(Path(path).read_bytes()) or {}).get("labels")
+    return labels, None, False
 
 
 def load_classifier(path, threads=None):

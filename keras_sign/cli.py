@@ -69,12 +69,14 @@ class _StderrHandler(logging.StreamHandler):
 @click.version_option(__version__, prog_name="keras-sign")
 def cli():
     """Train, evaluate and ship sign-language image classifiers (Keras 3)."""
-    logger = logging.getLogger("keras_sign")
-    logger.setLevel(logging.INFO)
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+    # On the root logger, so that a library calling logging.info() finds a handler and does not add its
+    # own (which would print every line twice); the root stays at WARNING, keras_sign says INFO.
+    root = logging.getLogger()
+    if not any(isinstance(handler, _StderrHandler) for handler in root.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+        root.addHandler(handler)
+    logging.getLogger("keras_sign").setLevel(logging.INFO)
 
 
 RESUMABLE = ("epochs", "patience", "backend")  # what may change when a run is resumed
@@ -440,9 +442,10 @@ def reproduce(configs, out, smoke, backend):
 @click.option("--format", "export_format", type=click.Choice(FORMATS), default="tflite", show_default=True,
               help="tflite (LiteRT, for Android), onnx, or a TensorFlow SavedModel.")
 @click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
-              help="TFLite only: float16 weights, dynamic-range int8 weights, or full int8 (calibrated).")
+              help="TFLite only: float16 weights; dynamic-range int8 weights; int8 (the most-integer recipe that "
+                   "verifies); int8-strict (every op int8, for NPUs).")
 @click.option("--io", "io_type", type=click.Choice(IO_TYPES), default="uint8", show_default=True,
-              help="Input and output type of an int8 model.")
+              help="Input and output type of a full-integer model.")
 @click.option("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES, show_default=True,
               help="Training images (a seeded sample) that calibrate an int8 model.")
 @click.option("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, show_default=True,
@@ -455,7 +458,10 @@ def export(run, export_format, quantize, io_type, calibration_images, min_agreem
     from keras_sign.verification import verification_table
 
     record = export_run(run, export_format, quantize, out, io_type, calibration_images, min_agreement, seed)
-    name = f"{export_format} {quantize}" + (f" ({io_type} in/out)" if quantize == "int8" else "")
+    quantization = record["quantization"]
+    name = f"{export_format} {quantize}"
+    if "recipe" in quantization:
+        name += f" ({quantization['recipe']}, {quantization['io']} in/out)"
     click.echo(verification_table(record["verification"], name))
     click.echo(f"bundle: {record['bundle']} ({record['bytes'] / 1e6:.2f} MB model)")
     if not record["verified"]:

@@ -28,7 +28,7 @@ import numpy as np
 from keras_sign.errors import KerasSignError
 from keras_sign.runtimes import import_export_dependency
 
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8-strict")  # int8: see keras_sign.quantization
 IO_TYPES = ("uint8", "float32")
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"

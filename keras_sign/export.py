@@ -6,7 +6,9 @@
 
 writes `OUT/<run folder name>-<format>-<quantize>/` (OUT defaults to `exports/`):
 
-    model.tflite | model.onnx | saved_model/   raw RGB pixels 0-255 in, class probabilities out
+    model.tflite | model.onnx | saved_model/   raw RGB pixels 0-255 in, class probabilities out; a
+                                               .tflite carries its labels and input normalisation as
+                                               TFLite metadata (keras_sign.tflite_metadata)
     labels.txt                                 one class name per line, in output order
     model.json                                 input and output, classes, normalisation, preprocessing,
                                                source run, quantization, converter and versions, and
@@ -37,7 +39,7 @@ from keras_sign.converters import IO_TYPES, QUANTIZATIONS, converter_record, to_
 from keras_sign.errors import KerasSignError
 from keras_sign.runs import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable
 from keras_sign.runtimes import file_size, load_model_file
-from keras_sign.verification import DEFAULT_MIN_AGREEMENT, compare_predictions
+from keras_sign.verification import DEFAULT_MIN_AGREEMENT, compare_predictions, pooled_verification
 
 log = logging.getLogger("keras_sign")
 
@@ -45,20 +47,18 @@ FORMATS = ("tflite", "onnx", "saved_model")
 MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx", "saved_model": "saved_model"}
 RUNTIME_PACKAGES = {"tflite": "ai-edge-litert", "onnx": "onnxruntime", "saved_model": "tensorflow-cpu"}
 DEFAULT_OUT = "exports"
-DEFAULT_CALIBRATION_IMAGES = 100
+DEFAULT_CALIBRATION_IMAGES = 100  # measured: all 320 training images of the sample calibrated no better
+SELECTION_IMAGES = 500  # most images an int8 recipe is chosen on
+EXTRA_VERIFICATION_BELOW = 200  # a test split smaller than this is joined by other held-back images
+EXTRA_VERIFICATION_IMAGES = 500
 VERIFY_BATCH = 32
 QUANTIZATION_MEANING = {
     "none": "float32 weights and activations",
     "float16": "float16 weights (the runtime computes in float32, or float16 on GPU)",
     "dynamic": "int8 weights, float32 activations (dynamic-range quantization)",
-    "int8": "int8 weights and activations (full integer), calibrated on training images",
+    "int8": "int8 weights; int8 activations wherever they keep the answers (the recipe below)",
+    "int8-strict": "int8 weights and activations everywhere (full integer), calibrated on training images",
 }
-# Checked on Python 3.11 beside TensorFlow 2.21; see exports/README.md.
-LABELS_NOT_EMBEDDED = (
-    "no maintained TFLite metadata writer installs beside TensorFlow 2.21 (tflite-support "
-    "0.4.4 needs protobuf 3.20; the metadata writers in mediapipe 0.10.30-1.2.3 import a module their wheels "
-    "do not ship)"
-)
 
 
 def check_options(export_format, quantize, io_type, calibration_images, min_agreement):
@@ -78,8 +78,8 @@ def check_options(export_format, quantize, io_type, calibration_images, min_agre
 
 
 def bundle_name(run_path, export_format, quantize, io_type):
-    """`<run folder name>-<format>-<quantize>`, with `-float32-io` for an int8 model taking floats."""
-    suffix = "-float32-io" if quantize == "int8" and io_type == "float32" else ""
+    """`<run folder name>-<format>-<quantize>`, with `-float32-io` for an int8 model asked to take floats."""
+    suffix = "-float32-io" if quantize.startswith("int8") and io_type == "float32" else ""
     return f"{Path(run_path).name}-{export_format}-{quantize}{suffix}"
 
 
@@ -135,46 +135,92 @@ def _export_in_tensorflow_process(options):
     return result["record"]
 
 
-def calibration_sample(run, info, class_names, count, seed):
-    """Up to `count` training images (a seeded sample, in split order) decoded as training decodes them."""
-    from keras_sign.data.pipeline import decoded_images
+def image_pools(run, calibration_count, seed, quantize):
+    """Training and validation images for one export, each used for one thing only.
 
-    paths, labels, orientations = run.split_files("train")
-    if not paths:
+    Returns `{"calibration", "selection", "extra"}` of `(paths, labels, orientations)`: the int8
+    calibration sample (training images, seeded), the images an int8 recipe is chosen on (the
+    validation split, then training images outside the calibration sample) and the images that
+    join a small test split in the verification (the training images left).
+    """
+    train, val = run.split_files("train"), run.split_files("val")
+    if quantize.startswith("int8") and not train.paths:
         raise KerasSignError(
             f"{run.path} has no training split to calibrate int8 on; export with --quantize dynamic or float16."
         )
-    chosen = np.arange(len(paths))
-    if count < len(paths):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(paths), count, replace=False))
-    log.info("Calibrating int8 on %d of %d training images (seed %d).", len(chosen), len(paths), seed)
-    images = decoded_images([paths[i] for i in chosen], [labels[i] for i in chosen], info["image_size"],
-                            info.get("center_crop", False), None if orientations is None else [orientations[i] for i in chosen])
-    return np.stack([image for image, _ in images.as_numpy_iterator()])
+
+    def rows(files, indices):
+        orientations = files.orientations or [1] * len(files.paths)
+        return [(files.paths[i], files.labels[i], orientations[i]) for i in indices]
+
+    order = np.random.default_rng(seed).permutation(len(train.paths))
+    used = calibration_count if quantize.startswith("int8") else 0
+    calibration, rest = rows(train, order[:used]), rows(train, order[used:])
+    if not quantize.startswith("int8"):
+        return {"calibration": [], "selection": [], "extra": (rows(val, range(len(val.paths))) + rest)}
+    selection = (rows(val, range(len(val.paths))) + rest[:len(rest) // 2])[:SELECTION_IMAGES]
+    taken = len(selection) - len(val.paths)
+    return {"calibration": calibration, "selection": selection, "extra": rest[max(taken, 0):]}
 
 
-def _predict_test_split(info, class_names, files, keras_model, exported):
-    """Keras' and the export's probabilities on the test images, one decoded batch at a time."""
-    from keras_sign.data.pipeline import make_dataset
+def decode_rows(rows, info):
+    """uint8 images (as training decodes them) and class indices of `(path, label, orientation)` rows."""
+    from keras_sign.data.pipeline import decoded_images
 
-    dataset = make_dataset(files.paths, files.labels, len(class_names), info["image_size"], VERIFY_BATCH,
-                           info.get("center_crop", False), files.orientations)
+    if not rows:
+        return np.zeros((0, info["image_size"], info["image_size"], 3), np.uint8), np.zeros(0, np.int64)
+    paths, labels, orientations = zip(*rows)
+    pairs = list(decoded_images(paths, labels, info["image_size"], info.get("center_crop", False),
+                                orientations).as_numpy_iterator())
+    return np.stack([image for image, _ in pairs]), np.array([label for _, label in pairs])
+
+
+def _predict(keras_model, exported, images):
+    """Keras' and the export's probabilities on the same uint8 images, one batch at a time."""
     reference, outputs = [], []
-    for images, _ in dataset.as_numpy_iterator():
-        reference.append(np.asarray(keras_model.predict_on_batch(images)))
-        outputs.append(exported.predict(images))
+    for start in range(0, len(images), VERIFY_BATCH):
+        batch = images[start:start + VERIFY_BATCH]
+        reference.append(np.asarray(keras_model.predict_on_batch(batch.astype(np.float32))))
+        outputs.append(exported.predict(batch))
     return np.concatenate(reference), np.concatenate(outputs)
 
 
-def _convert(model, export_format, quantize, io_type, calibration, path):
-    """Write the model file; return the converter record for `model.json`."""
+def _tflite_metadata(info, run_path, class_names):
+    from keras_sign.tflite_metadata import image_metadata
+
+    shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+    return image_metadata(
+        name=f"{info['arch']} sign classifier ({info['dataset']})",
+        description=(f"Classifies a photo of a hand sign into {len(class_names)} classes ({shown}). Input: RGB "
+                     f"{info['image_size']}x{info['image_size']}, pixels 0-255 (normalisation is inside the model)."),
+        version=Path(run_path).name, author=f"keras-sign {__version__}", license_text=None,
+        image_size=info["image_size"],
+    )
+
+
+def _convert(model, export_format, quantize, io_type, pools, path, info, run_path, class_names, min_agreement):
+    """Write the model file; return the converter record for `model.json` (with the int8 recipe)."""
+    from keras_sign.tflite_metadata import add_metadata
+
     record = converter_record(export_format)
-    if export_format == "tflite":
-        atomic_write_bytes(path, to_tflite(model, quantize, calibration, io_type))
-    elif export_format == "onnx":
+    if export_format == "onnx":
         record["opset"] = to_onnx(model, path)
-    else:
+    elif export_format == "saved_model":
         to_saved_model(model, path)
+    else:
+        if quantize.startswith("int8"):
+            from keras_sign.quantization import choose_int8
+
+            calibration = decode_rows(pools["calibration"], info)[0]
+            # A run too small to hold images back chooses on its calibration images (said in the record).
+            selection = decode_rows(pools["selection"], info)[0] if pools["selection"] else calibration
+            tflite, record["int8"] = choose_int8(model, calibration, selection, min_agreement, io_type,
+                                                 strict=quantize == "int8-strict")
+        else:
+            tflite = to_tflite(model, quantize)
+        labels = "".join(f"{name}\n" for name in class_names).encode("utf-8")
+        atomic_write_bytes(path, add_metadata(tflite, _tflite_metadata(info, run_path, class_names),
+                                              {"labels.txt": labels}))
     return record
 
 
@@ -187,6 +233,14 @@ def _tensor_record(runtime, which, shape):
         scale, zero_point = details["quantization"]
         record["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
     return record
+
+
+def _metadata_record(path):
+    """What the .tflite's metadata holds, read back from the file."""
+    from keras_sign.tflite_metadata import read_metadata
+
+    metadata = read_metadata(path.read_bytes())
+    return {key: metadata[key] for key in ("name", "min_parser_version", "mean", "std", "label_files")}
 
 
 def _file_record(path):
@@ -211,7 +265,7 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
     test = run.split_files("test")
     if not test.paths:
         raise KerasSignError(f"{run.path} has no test split to verify the export on; train with a test split.")
-    calibration = calibration_sample(run, info, class_names, calibration_images, seed) if quantize == "int8" else None
+    pools = image_pools(run, calibration_images, seed, quantize)
     model = run.load_model()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -223,15 +277,20 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
         model_path = staging / MODEL_FILES[export_format]
         log.info("Converting %s to %s (%s) under TensorFlow.", run.path, export_format, quantize)
         started = time.time()
-        converter = _convert(model, export_format, quantize, io_type, calibration, model_path)
+        converter = _convert(model, export_format, quantize, io_type, pools, model_path, info, run.path, class_names,
+                             min_agreement)
         converter["seconds"] = round(time.time() - started, 1)
         exported = load_model_file(model_path)
-        log.info("Verifying against Keras on the test split.")
-        reference, outputs = _predict_test_split(info, class_names, test, model, exported)
-        verification = compare_predictions(reference, outputs, test.labels, quantize != "none", min_agreement)
+        sets = {"test": decode_rows(list(zip(test.paths, test.labels, test.orientations or [1] * len(test.paths))),
+                                    info)}
+        if len(test.paths) < EXTRA_VERIFICATION_BELOW and pools["extra"]:
+            sets["held-back train/val"] = decode_rows(pools["extra"][:EXTRA_VERIFICATION_IMAGES], info)
+        log.info("Verifying against Keras on %s.", " and ".join(f"{len(labels)} {name} images"
+                                                                 for name, (_, labels) in sets.items()))
+        results = {name: (*_predict(model, exported, images), labels) for name, (images, labels) in sets.items()}
+        verification = pooled_verification(results, quantize != "none", min_agreement)
         runtime_package = RUNTIME_PACKAGES[export_format]
         verification.update(
-            split="test",
             reference=f"Keras {keras.__version__} (tensorflow backend) on the same decoded images",
             runtime=f"{exported.runtime} ({runtime_package} {importlib.metadata.version(runtime_package)})",
         )
@@ -246,8 +305,8 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
                        "meaning": "softmax class probabilities, in labels.txt order"},
             "classes": class_names,
             "labels_file": "labels.txt",
-            "labels_embedded": False,
-            **({"labels_embedded_note": LABELS_NOT_EMBEDDED} if export_format == "tflite" else {}),
+            "labels_embedded": export_format == "tflite",
+            **({"tflite_metadata": _metadata_record(model_path)} if export_format == "tflite" else {}),
             "preprocessing": {
                 "image_size": info["image_size"],
                 "center_crop": bool(info.get("center_crop", False)),
@@ -266,8 +325,9 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
             "quantization": {
                 "mode": quantize,
                 "meaning": QUANTIZATION_MEANING[quantize],
-                **({"io": io_type, "calibration": {"split": "train", "images": len(calibration), "seed": seed}}
-                   if quantize == "int8" else {}),
+                **({"io": io_type if converter["int8"]["recipe"] == "full-integer" else "float32",
+                    "calibration": {"split": "train", "images": len(pools["calibration"]), "seed": seed},
+                    **converter.pop("int8")} if quantize.startswith("int8") else {}),
             },
             "converter": converter,
             "verification": verification,

@@ -193,7 +193,9 @@ def default_run_path(dataset, arch):
 
 
 def check_model_file(path):
-    """Refuse a `.keras` file that is cut short or damaged (a `.keras` file is a zip with CRCs)."""
+    """Refuse a `.keras` file that is missing, cut short or damaged (a `.keras` file is a zip with CRCs)."""
+    if not Path(path).is_file():
+        raise KerasSignError(f"{path} does not exist; pass a run folder whose training finished.")
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()

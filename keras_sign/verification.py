@@ -2,7 +2,8 @@
 
     keras-sign export runs/digits-mobilenetv3_small-20261125-203937 --quantize int8 --min-agreement 0.99
 
-Both models see the same decoded test images. A float32 export must agree on every top-1
+Both models see the same decoded test images (joined by held-back training images when the test
+split is small: `pooled_verification`). A float32 export must agree on every top-1
 class and stay within `FLOAT32_MAX_DIFF` of the Keras probabilities; a quantized one (float16,
 dynamic, int8) changes the numbers by design, so only its top-1 agreement is held to a threshold
 and its largest difference is reported.
@@ -55,12 +56,28 @@ def compare_predictions(reference, exported, labels, quantized, min_agreement=DE
 
 
 def verification_table(result, export_name, keras_name="Keras"):
-    """A Markdown table of one verification, then the verdict line."""
+    """A Markdown table of a verification (a row pair per image set, then the pooled one), then the verdict."""
     verdict = "verified" if result["verified"] else "NOT verified: " + "; ".join(result["failures"])
-    return "\n".join([
-        f"| model | top-1 accuracy ({result['images']} test images) | top-1 agreement | max abs diff |",
-        "| --- | ---: | ---: | ---: |",
-        f"| {keras_name} | {result['keras_accuracy']:.3f} | | |",
-        f"| {export_name} | {result['export_accuracy']:.3f} | {result['agreement']:.3f} | {result['max_abs_diff']:.2g} |",
-        f"{verdict} (rule: {result['rule']})",
-    ])
+    lines = ["| images | model | top-1 accuracy | top-1 agreement | max abs diff |", "| --- | --- | ---: | ---: | ---: |"]
+    sets = result.get("sets") or {result.get("split", "test"): result}
+    shown = list(sets.items()) + ([("pooled", result)] if len(sets) > 1 else [])
+    for name, figures in shown:
+        lines += [
+            f"| {figures['images']} {name} | {keras_name} | {figures['keras_accuracy']:.3f} | | |",
+            f"| | {export_name} | {figures['export_accuracy']:.3f} | {figures['agreement']:.3f} | "
+            f"{figures['max_abs_diff']:.2g} |",
+        ]
+    return "\n".join([*lines, f"{verdict} (rule: {result['rule']}, on {result['images']} images)"])
+
+
+def pooled_verification(results, quantized, min_agreement=DEFAULT_MIN_AGREEMENT):
+    """`compare_predictions` over several image sets pooled, with each set's own figures under `sets`.
+
+    `results` maps a set's name ("test", and for a small test split the held-back training images
+    that join it, so that one flipped photo is not 2.5 points) to `(reference, exported, labels)`.
+    The verdict is the pooled one.
+    """
+    sets = {name: compare_predictions(*arrays, quantized, min_agreement) for name, arrays in results.items()}
+    pooled = compare_predictions(*(np.concatenate(column) for column in zip(*results.values())), quantized,
+                                 min_agreement)
+    return {**pooled, "split": " + ".join(results), "sets": sets}
