@@ -386,6 +386,29 @@ def data_validate(path, cache_dir):
     click.echo(validate_report(path, pattern)[1])
 
 
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--crop", type=click.Choice(["center", "full"]), default="center", show_default=True,
+              help="What the model sees of each camera frame.")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS (phones on the LAN).")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False))
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
+@_backend_option
+def demo(model, host, port, crop, ssl_certfile, ssl_keyfile, threads, backend):
+    """Serve a web page that spells what the webcam sees (and reads dropped photos and videos)."""
+    from keras_sign.demo.server import check_port_free, check_ssl_pair, import_fastapi, serve
+
+    import_fastapi()  # a missing extra, a wrong option or a busy port is one line, before the model loads
+    check_ssl_pair(ssl_certfile, ssl_keyfile)
+    check_port_free(host, port)
+    select_backend(backend or "auto")
+    from keras_sign.classifier import load_classifier
+
+    serve(load_classifier(model, threads), host, port, crop, ssl_certfile, ssl_keyfile, echo=click.echo)
+
+
 @data.command("clip")
 @click.option("--text", required=True, help="What the clip spells, e.g. 'HELLO WORLD'.")
 @click.option("--run", help="Take the photos from this run folder's split (default: its test split).")

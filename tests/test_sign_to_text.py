@@ -13,71 +13,19 @@ from PIL import Image
 from conftest import SAMPLE, copy_subset
 from keras_sign.classifier import load_classifier
 from keras_sign.cli import SKIPPED_EXIT, cli
-from keras_sign.config import load_config
-from keras_sign.data.clip import build_clip, clip_photos
+from keras_sign.data.clip import build_clip, clip_photos, write_y4m
 from keras_sign.errors import KerasSignError
-from keras_sign.export import export_run
 from keras_sign.predict import expand_inputs, predict_files
 from keras_sign.spelling import DecoderSettings, SpellingDecoder
-from keras_sign.training import train
 from keras_sign.transcribe import character_error_rate, transcribe
 from keras_sign.video import open_source
+from spelling_fixtures import CLASSES, TEXT, clip, trained  # noqa: F401  (fixtures)
 from test_reliability import save_as_phone_would
-
-CLASSES = ["0", "1", "2", "nothing"]
-TEXT = "120 21"  # the model has no space class: the word ends at a pause (word gap)
-
-
-def add_nothing_class(folder, count, seed=0):
-    """Photos of the empty backdrop, as ASL Alphabet's `nothing` class has: the border colour of real
-    photos, with sensor noise and a little shading. Without such a class a model has to call an
-    empty frame some sign, and says one with confidence."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    photos = sorted(SAMPLE.glob("*/*.JPG"))
-    for index in range(count):
-        pixels = np.asarray(Image.open(photos[rng.integers(len(photos))]).convert("RGB"), np.float32)
-        border = np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]), axis=0)
-        shading = np.linspace(-12, 12, 100)[:, None, None] * rng.uniform(-1, 1)
-        image = border + shading + rng.normal(0, 5, (100, 100, 3))
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"empty-{index}.jpg", quality=90)
 
 
 def _invoke(*args):
     result = CliRunner().invoke(cli, [str(a) for a in args])
     return result.exit_code, result.output
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A model that knows most of its 3 digit classes' training photos surely, and its TFLite bundle.
-
-    ResNet-18, because in 10 short epochs it was sure (> 0.9) of 31 of the 36 photos in inference mode;
-    MobileNetV3-Small needed twice the time for 28, ShuffleNetV2 x0.5 got 6.
-    """
-    root = tmp_path_factory.mktemp("sign_to_text")
-    data = copy_subset(SAMPLE, root / "digits", CLASSES[:3], 12)
-    add_nothing_class(data / "nothing", 12)
-    config = load_config(overrides=dict(data_dir=str(data), arch="resnet18", epochs=10, image_size=32, batch_size=8,
-                                        seed=2, augment=False, out=str(root / "run")))
-    run, _ = train(config, "tensorflow", "test")
-    bundle = export_run(run.path, out=root / "exports")["bundle"]
-    return {"run": run.path, "bundle": bundle, "data": data, "root": root}
-
-
-@pytest.fixture(scope="module")
-def clip(trained):
-    """TEXT spelled with the training photos that the model classifies right and surely, as frames and mp4:
-    the transcription is tested, not the tiny model."""
-    paths, labels, orientations, class_names, description = clip_photos(trained["run"], "train")
-    rows, _ = predict_files(load_classifier(trained["bundle"]), paths, top_k=1)
-    known = [i for i, row in enumerate(rows)
-             if row["predictions"][0]["class"] == class_names[labels[i]] and row["predictions"][0]["probability"] > 0.9]
-    assert {labels[i] for i in known} == {0, 1, 2, 3}, "the model learned too little to spell with"
-    summary = build_clip(TEXT, [paths[i] for i in known], [labels[i] for i in known],
-                         [orientations[i] for i in known], class_names, trained["root"] / "clip", fps=15, size=96,
-                         seed=4, photos=description)
-    return trained["root"] / "clip", summary
 
 
 def test_predict_gives_one_answer_from_a_run_its_keras_file_and_its_tflite_bundle(trained):
@@ -268,3 +216,15 @@ def test_character_error_rate_and_its_alignment():
     assert score["substitutions"] == [("O", "0")] and score["insertions"] == 1 and score["deletions"] == 0
     assert "REF: HELLO WORLD" in score["alignment"]
     assert character_error_rate("ABC", "")["cer"] == pytest.approx(1.0)
+
+
+def test_a_y4m_clip_reads_back_as_its_frames(tmp_path):
+    """The fake-camera format of the browser test: OpenCV (so `transcribe`) reads back what was written."""
+    frames = [np.asarray(Image.open(path).convert("RGB").resize((96, 64))) for path in sorted(SAMPLE.glob("*/*"))[:6]]
+    write_y4m(tmp_path / "clip.y4m", frames, 15)
+    source = open_source(tmp_path / "clip.y4m")
+    read = [frame for _, frame in source.frames]
+    assert source.fps == 15 and len(read) == 6
+    assert max(np.abs(a.astype(int) - b).mean() for a, b in zip(read, frames)) < 3  # measured: about 1.1 of 255
+    with pytest.raises(KerasSignError, match="even width and height"):
+        write_y4m(tmp_path / "odd.y4m", [frames[0][:63]], 15)

@@ -183,6 +183,26 @@ def write_mp4(path, frames, fps):
     return True
 
 
+def write_y4m(path, frames, fps):
+    """The frames as an uncompressed YUV4MPEG2 file (4:2:0, BT.601 studio range), the format Chromium
+    plays as a fake camera (`--use-file-for-fake-video-capture`). Width and height must be even."""
+    height, width = frames[0].shape[:2]
+    if height % 2 or width % 2:
+        raise KerasSignError(f"A y4m clip needs an even width and height (got {width}x{height}).")
+    to_yuv = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("wb") as file:
+        file.write(f"YUV4MPEG2 W{width} H{height} F{round(fps * 1000)}:1000 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            yuv = frame.astype(np.float32) @ to_yuv.T.astype(np.float32) + np.float32([16, 128, 128])
+            # 4:2:0: one chroma sample per 2x2 block of pixels, their mean
+            chroma = yuv[..., 1:].reshape(height // 2, 2, width // 2, 2, 2).mean(axis=(1, 3))
+            file.write(b"FRAME\n")
+            for plane in (yuv[..., 0], chroma[..., 0], chroma[..., 1]):
+                file.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
+    partial.replace(path)
+
+
 def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, size=160, seed=0, photos="photos"):
     """Write the clip of `text` made from the photos into the new folder `out`; return `clip.json`'s dict.
 

@@ -1,0 +1,1 @@
+"""The live web page (`keras-sign demo`): `server.py` serves `static/`."""

@@ -1,0 +1,323 @@
+"""`keras-sign demo MODEL`: a local web page that spells what the webcam sees, served by FastAPI on uvicorn.
+
+    keras-sign demo exports/alphabet-tflite-none              # then open http://127.0.0.1:8000
+    keras-sign demo runs/massey --host 0.0.0.0 --ssl-certfile cert.pem --ssl-keyfile key.pem
+
+The page (static/, no file from the internet) sends JPEG frames over a WebSocket; each tab has its
+own spelling decoder. Frames go through the same functions as `keras-sign transcribe` (decode,
+centred crop, the training resize, the model, `keras_sign.spelling`), so the page and the command
+line spell the same text. When the model is busy the newest frame wins: a frame that a newer one
+overtakes is dropped and counted, never queued. Photos and video files dropped on the page go
+through `predict` and `transcribe`.
+"""
+
+import asyncio
+import dataclasses
+import json
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_sign.errors import KerasSignError
+from keras_sign.spelling import DecoderSettings, SpellingDecoder, default_word_gap
+
+log = logging.getLogger("keras_sign")
+
+STATIC = Path(__file__).parent / "static"
+DEMO_EXTRA = "pip install 'keras-sign[demo]'"
+MAX_FRAME_BYTES = 2_000_000  # a camera frame, JPEG-encoded at a modest size, is a few tens of kB
+MAX_PHOTO_BYTES = 20_000_000
+MAX_VIDEO_BYTES = 200_000_000
+TOP = 3
+
+
+def import_fastapi():
+    try:
+        import fastapi
+        import uvicorn  # noqa: F401  (the server that runs the app)
+    except ImportError:
+        raise KerasSignError(f"The demo needs FastAPI and uvicorn; run `{DEMO_EXTRA}`.") from None
+    return fastapi
+
+
+class FrameModel:
+    """The classifier behind a lock (LiteRT's interpreter serves one call at a time), with the
+    preprocessing `transcribe` uses, timed."""
+
+    def __init__(self, classifier, crop="center"):
+        self.classifier = classifier
+        self.crop = crop
+        self.lock = threading.Lock()
+        self.frames = 0
+
+    def classify_jpeg(self, data):
+        """`(probabilities, {"decode", "model"} milliseconds)` of one encoded frame, or KerasSignError."""
+        from keras_sign.data.pipeline import decode_upright
+        from keras_sign.transcribe import crop_box, prepare_frames
+
+        started = time.perf_counter()
+        try:
+            frame = decode_upright(data, 1).numpy()
+        except Exception:  # TensorFlow's decode error names no file and says little: say it plainly
+            raise KerasSignError("The frame is not a readable JPEG, PNG, GIF, BMP or WebP image.") from None
+        box = crop_box(self.crop, frame.shape[1], frame.shape[0])
+        image = prepare_frames([frame], [box], self.classifier.image_size, self.classifier.center_crop)
+        decoded = time.perf_counter()
+        with self.lock:
+            probabilities = self.classifier.predict(image)[0]
+            self.frames += 1
+        finished = time.perf_counter()
+        return probabilities, {"decode": 1000 * (decoded - started), "model": 1000 * (finished - decoded)}
+
+    def warm_up(self):
+        """Load TensorFlow's decoders and run the model once before the first tab connects: otherwise the
+        first seconds of a camera stream wait for them, and those signs are lost."""
+        import io
+
+        from PIL import Image
+
+        blank = io.BytesIO()
+        Image.new("RGB", (64, 48)).save(blank, "JPEG")
+        self.classify_jpeg(blank.getvalue())
+        self.frames = 0
+
+    def top(self, probabilities, k=TOP):
+        best = np.argsort(probabilities)[::-1][:k]
+        return [[self.classifier.class_names[i], float(probabilities[i])] for i in best]
+
+
+def _settings(base, message):
+    """The decoder settings a tab asked for, from a `{"type": "settings", ...}` message."""
+    values = {name: float(message[name]) for name in ("hold", "min_confidence", "min_margin")
+              if isinstance(message.get(name), (int, float))}
+    return dataclasses.replace(base, **values).validate()
+
+
+class TabSession:
+    """One browser tab: its decoder, its newest unprocessed frame, and what it has been sent."""
+
+    def __init__(self, model, settings):
+        self.model = model
+        self.decoder = SpellingDecoder(model.classifier.class_names, settings)
+        self.started = time.monotonic()
+        self.latest = None
+        self.dropped = 0
+        self.arrived = asyncio.Event()
+
+    def offer(self, data):
+        """Keep the newest frame; one that was still waiting is dropped."""
+        if self.latest is not None:
+            self.dropped += 1
+        self.latest = data
+        self.arrived.set()
+
+    def handle(self, data):
+        """Classify a frame and feed the decoder; the message for the page."""
+        probabilities, times = self.model.classify_jpeg(data)
+        decoder_started = time.perf_counter()
+        events = self.decoder.update(time.monotonic() - self.started, probabilities)
+        times["decoder"] = 1000 * (time.perf_counter() - decoder_started)
+        times["total"] = sum(times.values())
+        return {
+            "type": "frame",
+            "top": self.model.top(probabilities),
+            "state": self.decoder.state,
+            "hold": self.decoder.settings.hold,
+            "events": [dataclasses.asdict(event) for event in events],
+            "latency_ms": {name: round(value, 2) for name, value in times.items()},
+            "dropped": self.dropped,
+        }
+
+
+def create_app(classifier, crop="center", settings=None):
+    """The FastAPI application around one loaded classifier."""
+    fastapi = import_fastapi()
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    settings = settings or DecoderSettings(word_gap=default_word_gap(classifier.class_names))
+    model = FrameModel(classifier, crop)
+    model.warm_up()
+    app = fastapi.FastAPI(title="keras-sign demo", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.model = model
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, error):
+        message = {404: f"No page at {request.url.path}; the demo is at /."}.get(error.status_code, error.detail)
+        return JSONResponse({"error": message}, status_code=error.status_code)
+
+    @app.get("/")
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/info")
+    async def info():
+        return {"classes": classifier.class_names, "image_size": classifier.image_size, "runtime": classifier.runtime,
+                "model": Path(classifier.source).name, "crop": crop, "decoder": dataclasses.asdict(settings),
+                "max_frame_bytes": MAX_FRAME_BYTES, "max_photo_bytes": MAX_PHOTO_BYTES,
+                "max_video_bytes": MAX_VIDEO_BYTES}
+
+    async def read_body(request, limit, what):
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > limit:
+            raise fastapi.HTTPException(413, f"The {what} is {declared / 1e6:.1f} MB; "
+                                             f"the limit is {limit / 1e6:.0f} MB.")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise fastapi.HTTPException(413, f"The {what} is over the {limit / 1e6:.0f} MB limit.")
+        if not body:
+            raise fastapi.HTTPException(400, f"The request holds no {what}; send the file as the request body.")
+        return bytes(body)
+
+    def upload_error(error):
+        return JSONResponse({"error": str(error)}, status_code=422)
+
+    @app.post("/api/photo")
+    async def photo(request: fastapi.Request):
+        data = await read_body(request, MAX_PHOTO_BYTES, "photo")
+        try:
+            return await asyncio.to_thread(_predict_photo, model, data)
+        except KerasSignError as error:
+            return upload_error(error)
+
+    @app.post("/api/video")
+    async def video(request: fastapi.Request):
+        data = await read_body(request, MAX_VIDEO_BYTES, "video")
+        suffix = Path(request.headers.get("x-filename", "upload.mp4")).suffix or ".mp4"
+        try:
+            return await asyncio.to_thread(_transcribe_video, model, data, suffix, settings)
+        except KerasSignError as error:
+            return upload_error(error)
+
+    @app.websocket("/ws")
+    async def frames(socket: fastapi.WebSocket):
+        await socket.accept()
+        session = TabSession(model, settings)
+        worker = asyncio.create_task(_answer_frames(socket, session))
+        try:
+            while True:
+                message = await socket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes") is not None:
+                    if len(message["bytes"]) > MAX_FRAME_BYTES:
+                        await socket.send_json({"type": "error", "message": "A frame over "
+                                                f"{MAX_FRAME_BYTES // 1000} kB was refused; send smaller JPEG frames."})
+                        continue
+                    session.offer(message["bytes"])
+                elif message.get("text") is not None:
+                    await _control(socket, session, message["text"], settings)
+        except (fastapi.WebSocketDisconnect, RuntimeError):
+            pass  # the tab went away mid-stream: nothing to answer
+        finally:
+            worker.cancel()
+
+    return app
+
+
+async def _control(socket, session, text, base):
+    """A tab's settings change or Clear."""
+    try:
+        message = json.loads(text)
+        if message.get("type") == "clear":
+            session.decoder.reset()
+            session.started = time.monotonic()
+        elif message.get("type") == "settings":
+            session.decoder.settings = _settings(base, message)
+        else:
+            raise ValueError(f"unknown message type {message.get('type')!r}")
+    except (ValueError, KerasSignError, AttributeError) as error:
+        await socket.send_json({"type": "error", "message": f"Ignored a control message: {error}"})
+
+
+async def _answer_frames(socket, session):
+    """Classify the newest frame each time one arrives; older ones were overtaken and dropped."""
+    while True:
+        await session.arrived.wait()
+        session.arrived.clear()
+        data, session.latest = session.latest, None
+        try:
+            reply = await asyncio.to_thread(session.handle, data)
+        except KerasSignError as error:
+            reply = {"type": "error", "message": str(error)}
+        try:
+            await socket.send_json(reply)
+        except Exception:  # the socket closed while the model worked
+            return
+
+
+def _predict_photo(model, data):
+    from keras_sign.predict import predict_files
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "photo"
+        path.write_bytes(data)
+        rows, skipped = predict_files(model.classifier, [path], top_k=TOP)
+    if skipped:
+        raise KerasSignError(f"The photo cannot be read ({skipped[0][1]}); send a JPEG, PNG, GIF, BMP or WebP file.")
+    return {"top": [[p["class"], p["probability"]] for p in rows[0]["predictions"]]}
+
+
+def _transcribe_video(model, data, suffix, settings):
+    from keras_sign.transcribe import transcribe
+    from keras_sign.video import open_source
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(data)
+        with model.lock:  # the whole video at once, like a `transcribe` run
+            transcript, _ = transcribe(model.classifier, open_source(path),
+                                       SpellingDecoder(model.classifier.class_names, settings), crop=model.crop)
+    return {"text": transcript.text, "frames": transcript.frames, "seconds": round(transcript.seconds, 2),
+            "frames_per_second": round(transcript.frames_per_second, 1), "broken": transcript.broken,
+            "events": [dataclasses.asdict(event) for event in transcript.events]}
+
+
+def check_ssl_pair(certfile, keyfile):
+    if (certfile is None) != (keyfile is None):
+        raise KerasSignError("Pass both --ssl-certfile and --ssl-keyfile (or neither).")
+
+
+def check_port_free(host, port):
+    """Say so before the model loads and the address is printed, not in uvicorn's log afterwards."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise KerasSignError(f"Cannot listen on {host}:{port} ({error.strerror}); another program (another demo?) "
+                             "may use it: pass --port with a free port.") from None
+
+
+def startup_lines(classifier, host, port, https):
+    """What `keras-sign demo` says when it starts: the model, the address, and the camera's rule."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [f"keras-sign demo: {Path(classifier.source).name} ({classifier.runtime}), "
+             f"{len(classifier.class_names)} classes",
+             f"open {'https' if https else 'http'}://{shown}:{port}/ in a browser (Ctrl-C stops)"]
+    if host not in ("127.0.0.1", "localhost", "::1") and not https:
+        lines.append("note: browsers allow the camera only on localhost or over HTTPS; from another device, start "
+                     "with --ssl-certfile and --ssl-keyfile (a self-signed pair works once the browser accepts it)")
+    return lines
+
+
+def serve(classifier, host="127.0.0.1", port=8000, crop="center", ssl_certfile=None, ssl_keyfile=None, echo=print):
+    """Run the demo until Ctrl-C."""
+    import_fastapi()
+    import uvicorn
+
+    check_ssl_pair(ssl_certfile, ssl_keyfile)
+    check_port_free(host, port)
+    app = create_app(classifier, crop)
+    for line in startup_lines(classifier, host, port, ssl_certfile is not None):
+        echo(line)
+    uvicorn.run(app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, log_level="warning")

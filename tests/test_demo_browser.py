@@ -1,0 +1,134 @@
+"""The demo page in a real browser: headless Chromium, with a clip of real photos as its camera, spells
+what `keras-sign transcribe` spells from the same clip.
+
+Needs Debian's `chromium` (or KERAS_SIGN_CHROMIUM pointing at a Chromium) and Playwright's Python
+package; .ci/run installs both. A screenshot of the page mid-word is kept in test-artifacts/.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, run_cli
+from keras_sign.data.clip import write_y4m
+from keras_sign.transcribe import character_error_rate
+from spelling_fixtures import CLASSES, TEXT, clip, trained  # noqa: F401  (fixtures)
+
+pytest.importorskip("fastapi", reason="the demo extra is not installed (pip install '.[demo]')")
+playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+
+CHROMIUM = os.environ.get("KERAS_SIGN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = REPO / "test-artifacts"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: `apt-get install chromium` "
+                                "(.ci/run does), or set KERAS_SIGN_CHROMIUM to a Chromium executable")
+
+
+@pytest.fixture(scope="module")
+def camera_clip(clip):  # noqa: F811  (the fixture imported above)
+    """The clip's frames as the y4m file Chromium plays as its camera, looping."""
+    folder, summary = clip
+    frames = [np.asarray(Image.open(path).convert("RGB")) for path in sorted((folder / "frames").glob("*.jpg"))]
+    write_y4m(folder / "camera.y4m", frames, summary["fps"])
+    return folder / "camera.y4m", summary
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained):  # noqa: F811
+    """`keras-sign demo BUNDLE` as a user starts it, in a process of its own; stopped with Ctrl-C."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "keras_sign.cli", "demo", str(trained["bundle"]),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/info", timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the demo server did not start:\n{process.communicate()[0]}")
+            time.sleep(0.5)
+    yield url
+    process.send_signal(signal.SIGINT)
+    try:
+        output = process.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the demo server did not stop on Ctrl-C")
+    assert f"open {url}/" in output and "Traceback" not in output, output
+
+
+def test_the_page_spells_the_camera_clip_as_transcribe_does(trained, camera_clip, server, tmp_path):  # noqa: F811
+    y4m, summary = camera_clip
+    result = run_cli("transcribe", trained["bundle"], y4m, "--events", tmp_path / "events.jsonl")
+    assert result.returncode == 0, result.stderr
+    expected = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[-1])["text"].strip()
+    assert character_error_rate(TEXT, expected)["cer"] <= 0.17, expected  # the model spells the clip
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "demo-browser.png"
+    screenshot.unlink(missing_ok=True)
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("requestfailed", lambda request: errors.append(f"{request.url} failed"))
+            page.goto(server)
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')")
+            assert "(LiteRT), 4 classes" in page.text_content("#model")
+            page.click("#start")
+            # The fake camera plays the clip from its first frame when the page opens it, then loops:
+            # the text one clip length after the camera started is the clip's.
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Camera on')")
+            started = time.monotonic()
+            tops, bars = set(), set()
+            while time.monotonic() - started < summary["seconds"]:
+                names = page.locator("#bars li span:first-child").all_text_contents()
+                if names:
+                    tops.add(names[0])
+                    bars.add(tuple(page.locator("#bars li span:last-child").all_text_contents()))
+                text = page.text_content("#text")
+                if len(text.strip()) == 2 and not screenshot.exists():
+                    page.screenshot(path=screenshot)  # mid-word
+                time.sleep(0.1)
+            spelled = page.text_content("#text").strip()
+            latency = float(page.text_content("#latency"))
+            frames_per_second = int(page.text_content("#fps"))
+
+            # A photo dropped on the page goes through predict.
+            photo = sorted((trained["data"] / "2").iterdir())[0]
+            page.set_input_files("#file", str(photo))
+            page.wait_for_function("document.getElementById('upload').textContent.includes(':')")
+            uploaded = page.text_content("#upload")
+        finally:
+            browser.close()
+
+    assert not errors, errors
+    score = character_error_rate(expected, spelled)
+    assert score["cer"] <= 0.2, (expected, spelled)  # measured: the same text, CER 0
+    assert tops >= set(CLASSES) and len(bars) > 10  # the bars followed the clip's signs
+    assert 0 < latency < 1000 and frames_per_second > 0
+    assert uploaded.startswith(f"{photo.name}: 2 ")  # the top class of a training photo of "2"
+    assert screenshot.stat().st_size > 10_000
