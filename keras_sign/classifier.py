@@ -33,14 +33,21 @@ class Classifier:
     image_size: int
     center_crop: bool
     source: str  # what was loaded, for messages and records
+    temperature: float = 1.0  # from the run's calibration (keras_sign.calibration); 1: as trained
+    unsure_below: float | None = None  # the calibrated reject threshold, when there is one
 
     @property
     def runtime(self):
         return self.model.runtime
 
     def predict(self, images):
-        """Class probabilities `(n, classes)` of raw uint8 RGB images `(n, size, size, 3)`."""
-        return np.asarray(self.model.predict(np.asarray(images)), dtype=np.float32)
+        """Class probabilities `(n, classes)` of raw uint8 RGB images `(n, size, size, 3)`, calibrated."""
+        probabilities = np.asarray(self.model.predict(np.asarray(images)), dtype=np.float32)
+        if self.temperature == 1.0:
+            return probabilities
+        from keras_sign.calibration import apply_temperature
+
+        return apply_temperature(probabilities, self.temperature).astype(np.float32)
 
 
 def _read_json(path):
@@ -58,22 +65,25 @@ def _labels_beside(path):
 
 
 def _description(path):
-    """Class names, input size and centre crop for a model file, from whatever lies beside it."""
+    """Class names, input size, centre crop and calibration (or None) for a model file, from whatever lies
+    beside it."""
     folder = Path(path).parent  # a bundle's model.json, a run's run.json, or a labels.txt sits beside the model
     if (folder / "model.json").is_file():  # an export bundle
         record = _read_json(folder / "model.json")
         preprocessing = record.get("preprocessing", {})
         center_crop = preprocessing.get("center_crop", "central square" in preprocessing.get("resize", ""))
-        return record["classes"], preprocessing.get("image_size"), bool(center_crop)
+        return record["classes"], preprocessing.get("image_size"), bool(center_crop), record.get("calibration")
     if (folder / "run.json").is_file() and (folder / "classes.json").is_file():  # a run folder's model
         info = _read_json(folder / "run.json")
-        return _read_json(folder / "classes.json"), info.get("image_size"), bool(info.get("center_crop", False))
+        calibration = _read_json(folder / "calibration.json") if (folder / "calibration.json").is_file() else None
+        return (_read_json(folder / "classes.json"), info.get("image_size"), bool(info.get("center_crop", False)),
+                calibration)
     labels = _labels_beside(path)
     if labels is None and Path(path).suffix == ".tflite":  # a .tflite that carries its labels as metadata
         from keras_sign.tflite_metadata import read_metadata
 
         labels = (read_metadata(Path(path).read_bytes()) or {}).get("labels")
-    return labels, None, False
+    return labels, None, False, None
 
 
 def load_classifier(path, threads=None):
@@ -88,7 +98,7 @@ def load_classifier(path, threads=None):
     if path.is_dir() and (path / "run.json").is_file() and not (path / "model.keras").is_file():
         raise KerasSignError(f"{path} has not finished training (no model.keras); resume it with `keras-sign train --resume`.")
     file = model_file(path)
-    class_names, image_size, center_crop = _description(file)
+    class_names, image_size, center_crop, calibration = _description(file)
     model = load_model_file(file, threads)
     height, width = model.input_shape[:2]
     if image_size is None:
@@ -106,4 +116,8 @@ def load_classifier(path, threads=None):
     if len(class_names) != classes:
         raise KerasSignError(f"{file} has {classes} outputs but {len(class_names)} class names beside it; "
                              "use the labels that came with this model.")
-    return Classifier(model, list(class_names), int(image_size), center_crop, str(path))
+    classifier = Classifier(model, list(class_names), int(image_size), center_crop, str(path))
+    if calibration:
+        classifier.temperature = float(calibration["temperature"])
+        classifier.unsure_below = float(calibration["reject"]["threshold"])
+    return classifier

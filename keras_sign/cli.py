@@ -7,6 +7,9 @@
     keras-sign data validate PATH
     keras-sign predict RUN photo.jpg my_photos/
     keras-sign transcribe RUN clip.mp4 --reference "HELLO"
+    keras-sign crossval --config configs/massey.yaml --out crossval/massey
+    keras-sign calibrate RUN
+    keras-sign demo exports/massey-tflite-none
 """
 
 import errno
@@ -91,41 +94,58 @@ def _backend_option(command):
     )(command)
 
 
+TRAIN_OPTIONS = [
+    click.option("--config", "config_path", type=click.Path(), help="YAML file of settings; flags override it."),
+    click.option("--arch", help="Architecture name (default mobilenetv3_small)."),
+    click.option("--dataset", help="Named dataset: digits (embedded, default), numbers, alphabet, fingerspelling."),
+    click.option("--data-dir", help="Your own folder: ROOT/CLASS/image or ROOT/SIGNER/CLASS/image."),
+    click.option("--classes", help="Classes to use: 'all' or a comma-separated list (default: the dataset's own)."),
+    click.option("--split", type=click.Choice(["auto", "stratified", "signer"]), help="How to split train/val/test."),
+    click.option("--test-signers", help="Signers whose images are the test split (--split signer), e.g. hand3."),
+    click.option("--fold", help="Test on fold i of a stratified k-fold, as i/k (--split stratified), e.g. 2/5."),
+    click.option("--epochs", type=int),
+    click.option("--batch-size", type=int),
+    click.option("--lr", type=float, help="Adam learning rate."),
+    click.option("--image-size", type=int, help="Side of the square model input in pixels (>= 32)."),
+    click.option("--center-crop/--no-center-crop", default=None,
+                  help="Resize the shorter side to size/0.875 and cut the centre (default: resize the whole image)."),
+    click.option("--seed", type=int),
+    click.option("--augment/--no-augment", default=None, help="Training augmentation (on by default)."),
+    click.option("--augment-policy", type=click.Choice(["light", "strong"]),
+                 help="light (default): small affine and contrast; strong: larger, plus colour, mirror, erasing."),
+    click.option("--background-augment/--no-background-augment", default=None,
+                 help="Replace the plain backdrop behind the hand (black, a wall) by random ones while training."),
+    click.option("--weights", help="Starting weights: none (default), imagenet (torchvision's), imagenet-keras (keras.applications' "
+                  "MobileNetV3Small), or a .pth/.safetensors/.h5/.weights.h5 file."),
+    click.option("--init-from", help="Start from the model of another run folder (same architecture)."),
+    click.option("--freeze-backbone", type=int, help="Train only the head for N epochs, then unfreeze everything."),
+    click.option("--finetune-lr", type=float, help="Learning rate after unfreezing (default: --lr / 10)."),
+    click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="adam (default, as the study) or adamw."),
+    click.option("--weight-decay", type=float, help="Decoupled weight decay (default 0 for adam, 0.01 for adamw)."),
+    click.option("--label-smoothing", type=float, help="Label smoothing of the cross-entropy (default 0)."),
+    click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), help="Learning-rate schedule."),
+    click.option("--warmup-epochs", type=int, help="Linear learning-rate warm-up before the schedule (default 0)."),
+    click.option("--patience", type=int, help="Stop after N epochs without a better validation accuracy."),
+    click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 compute, float32 weights."),
+    click.option("--deterministic/--no-deterministic", default=None, help="Deterministic kernels: same seed, same weights."),
+    click.option("--devices", help="Data parallel over N devices or 'all' (JAX backend)."),
+    click.option("--limit-per-class", type=int, help="Use at most N images per class (and signer)."),
+    click.option("--smoke", is_flag=True, default=None, help="Shrink the job to a seconds-long check (1 epoch, 32 px, 10 images per class)."),
+    click.option("--out", help="Run folder to write (default runs/<dataset>-<arch>-<time>)."),
+    click.option("--cache-dir", help="Where named datasets live (default $KERAS_SIGN_DATA or ~/.keras/datasets/keras_sign)."),
+]
+
+
+def _train_options(command):
+    """The options of `train`, for every command that trains (train, crossval)."""
+    for option in reversed(TRAIN_OPTIONS):
+        command = option(command)
+    return _backend_option(command)
+
+
 @cli.command()
-@click.option("--config", "config_path", type=click.Path(), help="YAML file of settings; flags override it.")
-@click.option("--arch", help="Architecture name (default mobilenetv3_small).")
-@click.option("--dataset", help="Named dataset: digits (embedded, default), numbers, alphabet, fingerspelling.")
-@click.option("--data-dir", help="Your own folder: ROOT/CLASS/image or ROOT/SIGNER/CLASS/image.")
-@click.option("--classes", help="Classes to use: 'all' or a comma-separated list (default: the dataset's own).")
-@click.option("--split", type=click.Choice(["auto", "stratified", "signer"]), help="How to split train/val/test.")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float, help="Adam learning rate.")
-@click.option("--image-size", type=int, help="Side of the square model input in pixels (>= 32).")
-@click.option("--center-crop/--no-center-crop", default=None,
-              help="Resize the shorter side to size/0.875 and cut the centre (default: resize the whole image).")
-@click.option("--seed", type=int)
-@click.option("--augment/--no-augment", default=None, help="Training augmentation (on by default).")
-@click.option("--weights", help="Starting weights: none (default), imagenet (torchvision's), imagenet-keras (keras.applications' "
-              "MobileNetV3Small), or a .pth/.safetensors/.h5/.weights.h5 file.")
-@click.option("--init-from", help="Start from the model of another run folder (same architecture).")
-@click.option("--freeze-backbone", type=int, help="Train only the head for N epochs, then unfreeze everything.")
-@click.option("--finetune-lr", type=float, help="Learning rate after unfreezing (default: --lr / 10).")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="adam (default, as the study) or adamw.")
-@click.option("--weight-decay", type=float, help="Decoupled weight decay (default 0 for adam, 0.01 for adamw).")
-@click.option("--label-smoothing", type=float, help="Label smoothing of the cross-entropy (default 0).")
-@click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), help="Learning-rate schedule.")
-@click.option("--warmup-epochs", type=int, help="Linear learning-rate warm-up before the schedule (default 0).")
-@click.option("--patience", type=int, help="Stop after N epochs without a better validation accuracy.")
-@click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 compute, float32 weights.")
-@click.option("--deterministic/--no-deterministic", default=None, help="Deterministic kernels: same seed, same weights.")
-@click.option("--devices", help="Data parallel over N devices or 'all' (JAX backend).")
-@click.option("--limit-per-class", type=int, help="Use at most N images per class (and signer).")
-@click.option("--smoke", is_flag=True, default=None, help="Shrink the job to a seconds-long check (1 epoch, 32 px, 10 images per class).")
-@click.option("--out", help="Run folder to write (default runs/<dataset>-<arch>-<time>).")
 @click.option("--resume", type=click.Path(), help="Continue an interrupted run folder from its last finished epoch.")
-@click.option("--cache-dir", help="Where named datasets live (default $KERAS_SIGN_DATA or ~/.keras/datasets/keras_sign).")
-@_backend_option
+@_train_options
 def train(config_path, resume, **flags):
     """Train a classifier and write a run folder (model, split, history, metrics, checkpoints)."""
     from keras_sign.config import load_config
@@ -158,22 +178,65 @@ def train(config_path, resume, **flags):
 
 
 @cli.command()
+@click.option("--folds", default="signer", show_default=True,
+              help="signer: leave one signer out (one fold per signer folder); K: stratified K-fold.")
+@_train_options
+def crossval(config_path, folds, **flags):
+    """Cross-validate: one run folder per fold under --out (resumable), with per-fold and mean +- std scores."""
+    from keras_sign.config import load_config
+    from keras_sign.crossval import crossval as run_crossval, markdown
+
+    config = load_config(config_path, flags)
+    backend, reason = select_backend(config.backend, config.deterministic)
+    config.backend = backend
+    click.echo(f"keras-sign {__version__}: backend {backend} ({reason})", err=True)
+    summary = run_crossval(config, folds, backend, reason)
+    click.echo(markdown(summary), nl=False)
+    click.echo(f"pooled accuracy {summary['pooled_accuracy']:.3f}; folder: {config.out}")
+
+
+@cli.command()
 @click.argument("run", type=click.Path())
 @click.option("--data-dir", help="Evaluate on this folder (class folders the model knows) instead of the test split.")
 @click.option("--name", help="Suffix of the files a --data-dir evaluation writes (default: the folder's name).")
+@click.option("--class-map", type=click.Path(), help="YAML 'folder: model class' lines for --data-dir folders whose "
+              "names do not match the model's (names match exactly, else ignoring case; the rest are left out).")
 @click.option("--tsne-points", type=click.IntRange(min=2), default=2000, show_default=True,
               help="Most images in the t-SNE map (a seeded random subsample beyond this).")
+@click.option("--tta", is_flag=True, help="Average each image's answer with its mirror image's (test-time "
+              "augmentation, for models trained with --augment-policy strong); use with --name.")
 @_backend_option
-def evaluate(run, data_dir, name, tsne_points, backend):
+def evaluate(run, data_dir, name, class_map, tsne_points, tta, backend):
     """Evaluate a run's model on its saved test split (or --data-dir): reports, confusion matrix, t-SNE, curves."""
     select_backend(backend or "auto")
     from keras_sign.evaluation import evaluate_run
 
-    metrics, report, written = evaluate_run(run, data_dir, tsne_points, name=name)
+    metrics, report, written = evaluate_run(run, data_dir, tsne_points, name=name, class_map=class_map, tta=tta)
     click.echo(report)
     click.echo(f"accuracy {metrics['accuracy']:.3f} on {metrics['images']} images ({metrics['evaluated_on']})")
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--max-false-accept", type=float, default=0.05, show_default=True,
+              help="Share of wrong answers allowed among those given, on validation; below the threshold: unsure.")
+@_backend_option
+def calibrate(run, max_false_accept, backend):
+    """Fit a temperature and a reject threshold on a run's validation split (calibration.json); evaluate,
+    predict, transcribe and export then use them. Training does this with the default target."""
+    select_backend(backend or "auto")
+    from keras_sign.calibration import calibrate_run, choose_threshold
+
+    choose_threshold([1.0], [True], max_false_accept)  # a bad target is one line, before the model loads
+    calibration = calibrate_run(run, max_false_accept)
+    reject = calibration["reject"]
+    click.echo(f"temperature {calibration['temperature']:.3f}: NLL {calibration['nll']['before']:.3f} -> "
+               f"{calibration['nll']['after']:.3f}, ECE {calibration['ece']['before']:.3f} -> "
+               f"{calibration['ece']['after']:.3f} on {calibration['images']} validation images")
+    click.echo(f"unsure below {reject['threshold']:.3f}: {100 * reject['coverage']:.0f}% of validation answered, "
+               f"{100 * reject['false_accept']:.1f}% of those wrong (target {100 * max_false_accept:g}%)")
 
 
 @cli.command()

@@ -8,6 +8,7 @@ every run) and `tsne_grid.png` (each run's t-SNE map, colours shared by class na
 A run without `metrics.json` or `tsne.csv` is evaluated on its test split first.
 """
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -38,7 +39,26 @@ COLUMNS = (
     ("macro_f1", "macro F1", _figure(".3f")),
     ("mean_epoch_seconds", "s/epoch", _figure(".2f")),
     ("images_per_second", "images/s", _figure(".1f")),  # training images per second
+    ("crossval", "crossval accuracy", None),  # the mean +- std of the crossval the run is a fold of
+    ("other_data", "other data: accuracy (within its classes)", None),  # evaluate --data-dir results
 )
+
+
+def _generalisation(run):
+    """`(crossval cell, other-data cell)`: how the run does on other signers and on other datasets."""
+    crossval = None
+    summary_file = run.path.parent / "crossval.json"
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        accuracy = summary["accuracy"]
+        crossval = f"{accuracy['mean']:.3f} +- {accuracy['std']:.3f} ({len(summary['folds'])} folds)"
+    others = []
+    for path in sorted(run.path.glob("metrics-*.json")):
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        within = metrics.get("accuracy_within_evaluated_classes")
+        others.append(f"{path.stem[len('metrics-'):]} {metrics['accuracy']:.3f}"
+                      + (f" ({within:.3f})" if within is not None else ""))
+    return crossval, "; ".join(others) or None
 
 
 def _steady_mean(history, column):
@@ -74,6 +94,7 @@ def run_row(run, label, history):
     model = run.load_model()
     model.trainable = True  # a run saved with its backbone still frozen has all of it; count it all
     macro = metrics.get("macro", {})
+    crossval, other_data = _generalisation(run)
     return {
         "run": label,
         "arch": info.get("arch"),
@@ -89,6 +110,8 @@ def run_row(run, label, history):
         "macro_f1": macro.get("f1"),
         "mean_epoch_seconds": _steady_mean(history, "epoch_seconds"),
         "images_per_second": _steady_mean(history, "images_per_second"),
+        "crossval": crossval,
+        "other_data": other_data,
     }
 
 

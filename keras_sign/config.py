@@ -15,6 +15,7 @@ from keras_sign.errors import KerasSignError
 SPLIT_METHODS = ("auto", "stratified", "signer")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
+AUGMENT_POLICIES = ("light", "strong")  # the keys of data.pipeline.AUGMENT_POLICIES
 SMOKE = {"epochs": 1, "image_size": 32, "batch_size": 8, "limit_per_class": 10, "warmup_epochs": 0, "patience": None}
 
 
@@ -27,6 +28,8 @@ class TrainConfig:
     data_dir: str | None = None  # any folder; replaces `dataset` when set
     classes: str | None = None  # None: the dataset's default; "all"; or "a,b,c"
     split: str = "auto"  # auto: by signer where the data has signers, else stratified
+    test_signers: str | None = None  # "a,b": these signers are the test split (split by signer)
+    fold: str | None = None  # "i/k": fold i of a stratified k-fold is the test split (split stratified)
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     image_size: int = 64
@@ -40,6 +43,8 @@ class TrainConfig:
     # evaluation collapses to one class; 0.9 (PyTorch's default 0.1) settles within ~50 steps.
     bn_momentum: float = 0.9
     augment: bool = True
+    augment_policy: str = "light"  # light (small affine and contrast) or strong (see data.pipeline.AUGMENT_POLICIES)
+    background_augment: bool = False  # replace a plain backdrop (hands on black or on a wall) by random ones
     weights: str = "none"  # none, imagenet, imagenet-keras, or a .pth / .safetensors / .h5 / .weights.h5 file
     init_from: str | None = None  # a run folder whose backbone starts this training
     freeze_backbone: int = 0  # epochs that train only the head before everything is unfrozen
@@ -85,7 +90,12 @@ class TrainConfig:
              f"devices must be a positive integer or 'all' (got '{self.devices}')."),
             (self.limit_per_class is None or self.limit_per_class >= 1,
              f"limit_per_class must be a positive integer (got {self.limit_per_class})."),
+            (self.augment_policy in AUGMENT_POLICIES,
+             f"augment_policy must be one of {', '.join(AUGMENT_POLICIES)} (got '{self.augment_policy}')."),
             (self.split in SPLIT_METHODS, f"split must be one of {', '.join(SPLIT_METHODS)} (got '{self.split}')."),
+            (self.fold is None or _fold_ok(self.fold),
+             f"fold must be 'i/k' with 1 <= i <= k and k >= 2, e.g. 1/5 (got '{self.fold}')."),
+            (not (self.fold and self.test_signers), "Use either --test-signers or --fold: both choose the test split."),
             (
                 0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5,
                 "val_fraction and test_fraction must each be between 0 and 0.5.",
@@ -98,6 +108,11 @@ class TrainConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+
+def _fold_ok(fold):
+    parts = str(fold).split("/")
+    return len(parts) == 2 and all(p.isdigit() for p in parts) and 1 <= int(parts[0]) <= int(parts[1]) >= 2
 
 
 def _coerce(name, value, field_type):
@@ -139,6 +154,20 @@ def read_config_text(path):
     return text
 
 
+def read_yaml_mapping(path, what, option, of):
+    """The mapping a YAML file holds, or a one-line error naming the file, the option and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise KerasSignError(f"{what} {path} does not exist; pass an existing YAML file to {option}.")
+    try:
+        loaded = yaml.safe_load(read_config_text(path)) or {}
+    except yaml.YAMLError as error:
+        raise KerasSignError(f"{what} {path} is not valid YAML ({error}); fix the syntax.") from None
+    if not isinstance(loaded, dict):
+        raise KerasSignError(f"{what} {path} must hold a mapping of {of}.")
+    return loaded
+
+
 def load_config(path=None, overrides=None):
     """Build a validated `TrainConfig` from an optional YAML file and flag overrides.
 
@@ -152,16 +181,7 @@ def load_config(path=None, overrides=None):
     """
     values = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise KerasSignError(f"Config file {path} does not exist; pass an existing YAML file to --config.")
-        try:
-            loaded = yaml.safe_load(read_config_text(path)) or {}
-        except yaml.YAMLError as error:
-            raise KerasSignError(f"Config file {path} is not valid YAML ({error}); fix the syntax.") from None
-        if not isinstance(loaded, dict):
-            raise KerasSignError(f"Config file {path} must hold a mapping of keys to values.")
-        values.update(loaded)
+        values.update(read_yaml_mapping(path, "Config file", "--config", "keys to values"))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - set(fields))

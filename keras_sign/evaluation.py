@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
+from keras_sign.calibration import evaluate_calibration, read_calibration
 from keras_sign.errors import KerasSignError
 
 log = logging.getLogger("keras_sign")
@@ -131,42 +132,48 @@ def tsne_points(features, max_points=TSNE_POINTS, seed=TSNE_SEED):
         return indices, tsne.fit_transform(np.asarray(features, dtype=np.float64)[indices])
 
 
-def _images_to_evaluate(run, info, class_names, data_dir):
-    """`(root, relative paths, class indices, orientations, description)` of the images to score."""
+def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
+    """`(root, relative paths, class indices, orientations, description, left-out folders)` of the images to
+    score: the test split, or the class folders of `data_dir` mapped onto the model's classes
+    (`keras_sign.class_map`; `class_map` is a YAML file for what names alone do not match)."""
+    from keras_sign.class_map import map_classes, read_class_map
     from keras_sign.data.scan import scan_folder
 
     index = {name: i for i, name in enumerate(class_names)}
     if data_dir is None:
+        if class_map:
+            raise KerasSignError("--class-map maps the classes of a --data-dir folder; add --data-dir PATH.")
         files = run.split_files("test")
         if not files.paths:
             raise KerasSignError(f"{run.path} has no test split to evaluate; pass --data-dir PATH with labelled images.")
         root = Path(info["data_root"])
-        return root, [str(path.relative_to(root)) for path in files.paths], files.labels, files.orientations, "test split"
+        paths = [str(path.relative_to(root)) for path in files.paths]
+        return root, paths, files.labels, files.orientations, "test split", []
     table = scan_folder(data_dir, min_classes=1)  # one known class is a fine thing to evaluate
-    unknown = sorted(set(table.class_names) - set(class_names))
-    if unknown:
-        raise KerasSignError(
-            f"Class folder(s) {', '.join(unknown)} in {data_dir} are not classes of this model "
-            f"({', '.join(class_names)}); remove them or evaluate a model trained on them."
-        )
-    return (table.root, [str(r.path) for r in table.records], [index[r.label] for r in table.records],
-            [r.orientation for r in table.records], str(Path(data_dir).resolve()))
+    mapped, left_out = map_classes(table.class_names, class_names, read_class_map(class_map) if class_map else None)
+    if left_out:
+        log.warning("Left out %d class folder(s) of %s that are not classes of the model: %s.", len(left_out),
+                    data_dir, ", ".join(left_out))
+    records = [r for r in table.records if r.label in mapped]
+    return (table.root, [str(r.path) for r in records], [index[mapped[r.label]] for r in records],
+            [r.orientation for r in records], str(Path(data_dir).resolve()), left_out)
 
 
-def output_suffix(run, data_dir, name, source):
-    """`-<name>` for the files of a `--data-dir` evaluation ('' for the test split), refusing a name whose
+def output_suffix(run, data_dir, name, source, tta=False):
+    """`-<name>` for the files of a `--data-dir` or `tta` evaluation ("" for the test split), refusing a name whose
     files hold the evaluation of another folder (evalA/test and evalB/test would share `-test`)."""
-    if data_dir is None:
+    if data_dir is None and not tta:
         if name:
-            raise KerasSignError("--name names the files of a --data-dir evaluation; add --data-dir PATH.")
+            raise KerasSignError("--name names the files of a --data-dir or --tta evaluation; add --data-dir PATH.")
         return ""
-    name = name or Path(source).name
+    name = name or (Path(source).name if data_dir is not None else "") + ("-tta" if tta else "")
+    name = name.lstrip("-")
     if not name or "/" in name or name.startswith("."):
         raise KerasSignError(f"--name '{name}' must be a plain file-name part such as 'phone-photos'.")
     earlier = run.file(f"metrics-{name}.json")
     if earlier.is_file():
         evaluated = run.read_json(earlier.name).get("evaluated_on")
-        if evaluated != source:
+        if evaluated != source or bool(run.read_json(earlier.name).get("test_time_augmentation")) != tta:
             raise KerasSignError(
                 f"{earlier} already holds the evaluation of {evaluated}; pass --name to keep both "
                 f"(e.g. --name {Path(source).parent.name}-{Path(source).name})."
@@ -174,13 +181,19 @@ def output_suffix(run, data_dir, name, source):
     return f"-{name}"
 
 
-def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_size=64, name=None):
+def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_size=64, name=None, class_map=None,
+                 tta=False):
     """Evaluate a run's model on its saved test split, or on another folder whose classes the model
     knows, and write the reports, confusion matrix, t-SNE map and training curves into the run folder.
 
     Decodes each image once: one model gives both the class probabilities and the penultimate
-    features. `name` sets the files' suffix for a `data_dir` (default: the folder's name).
-    Returns `(metrics, report text, written paths)`.
+    features. `name` sets the files' suffix for a `data_dir` (default: the folder's name); `class_map`
+    is a YAML file mapping its class folders onto the model's classes where names do not match.
+    With fewer classes than the model's, the metrics also hold the accuracy with the prediction
+    restricted to the classes evaluated (`accuracy_within_evaluated_classes`). `tta` averages each
+    image's probabilities with its mirror image's (for models trained with mirroring). A calibrated run
+    (calibration.json) also gets its calibration's effect on these images. Returns
+    `(metrics, report text, written paths)`.
 
     Example:
         >>> metrics, report, written = evaluate_run("runs/digits-mobilenetv3_small-20261125-203937")
@@ -193,11 +206,16 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     check_writable(run.path, "run folder (evaluate writes its reports there)")
     info = run.read_json("run.json")
     class_names = run.read_json("classes.json")
-    root, paths, labels, orientations, source = _images_to_evaluate(run, info, class_names, data_dir)
-    suffix = output_suffix(run, data_dir, name, source)
+    root, paths, labels, orientations, source, left_out = _images_to_evaluate(run, info, class_names, data_dir,
+                                                                               class_map)
+    suffix = output_suffix(run, data_dir, name, source, tta)
     dataset = make_dataset([root / p for p in paths], labels, len(class_names), info["image_size"], batch_size,
                            info.get("center_crop", False), orientations)
-    y_true, (features, probabilities) = predict(penultimate_model(run.load_model()), dataset)
+    model = penultimate_model(run.load_model())
+    y_true, (features, probabilities) = predict(model, dataset)
+    if tta:  # the mean of the image's and its mirror image's probabilities (a left-handed signer's sign)
+        mirrored = dataset.map(lambda images, labels: (images[:, :, ::-1], labels))
+        probabilities = (probabilities + predict(model, mirrored)[1][1]) / 2
     y_pred = probabilities.argmax(axis=-1)
 
     present = sorted(set(y_true.tolist()))
@@ -208,9 +226,26 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
         report = report_dict(y_true, y_pred, class_names, present)
         text = report_text(y_true, y_pred, class_names, present)
         counts = confusion_matrix(y_true, y_pred, labels=shown)
+    metrics = {**classification_metrics(report, class_names, present), "evaluated_on": source,
+               **({"test_time_augmentation": "mean with the mirror image"} if tta else {})}
     if len(present) < len(class_names):
         text += f"\n(averages over the {len(present)} of the model's {len(class_names)} classes present in the images)\n"
-    metrics = {**classification_metrics(report, class_names, present), "evaluated_on": source}
+        # A model of 36 signs tested on 10 digits: also score it as if it knew only those 10.
+        within = probabilities[:, present].argmax(axis=-1)
+        metrics["accuracy_within_evaluated_classes"] = float(np.mean(np.asarray(present)[within] == y_true))
+        text += (f"accuracy {metrics['accuracy']:.3f} over all {len(class_names)} classes; "
+                 f"{metrics['accuracy_within_evaluated_classes']:.3f} with the answer restricted to the "
+                 f"{len(present)} evaluated\n")
+    if left_out:
+        metrics["left_out_folders"] = left_out
+    calibration = read_calibration(run)
+    if calibration:
+        metrics["calibration"], rows_before, rows_after, risk = evaluate_calibration(probabilities, y_true, calibration)
+        ece, reject = metrics["calibration"]["ece"], metrics["calibration"]["reject"]
+        text += (f"calibration (temperature {calibration['temperature']:.2f}): ECE {ece['before']:.3f} -> "
+                 f"{ece['after']:.3f}; below {reject['threshold']:.2f} confidence the "
+                 f"answer is unsure: {100 * reject['answered']:.0f}% answered, {reject['wrong_withheld']} of "
+                 f"{reject['wrong']} wrong answers withheld ({reject['right_withheld']} right ones too)\n")
     row_names, column_names = [class_names[i] for i in present], [class_names[i] for i in shown]
     counts = counts[[shown.index(i) for i in present]]
     name, where = run.path.name, "test split" if data_dir is None else Path(source).name
@@ -230,6 +265,12 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
                                    column_names=column_names),
     ]
 
+    if calibration:
+        written += [
+            atomic_write_csv(path("risk_coverage", "csv"), ("threshold", "coverage", "accuracy_of_answers"), risk),
+            plots.reliability_png(rows_before, rows_after, risk, path("reliability", "png"),
+                                  title=f"{name}, {where}: temperature {calibration['temperature']:.2f}"),
+        ]
     if len(y_true) < 2:
         log.info("Only %d image evaluated: no t-SNE map.", len(y_true))
     else:

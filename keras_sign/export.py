@@ -35,6 +35,7 @@ import numpy as np
 
 from keras_sign import __version__
 from keras_sign.backend import select_backend
+from keras_sign.calibration import read_calibration
 from keras_sign.converters import IO_TYPES, QUANTIZATIONS, converter_record, to_onnx, to_saved_model, to_tflite
 from keras_sign.errors import KerasSignError
 from keras_sign.runs import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable
@@ -306,6 +307,9 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
             "classes": class_names,
             "labels_file": "labels.txt",
             "labels_embedded": export_format == "tflite",
+            # temperature and reject threshold fitted on validation (keras-sign calibrate): apps compute
+            # softmax(log(p) / temperature) and call an answer below the threshold unsure
+            **({"calibration": calibration} if (calibration := read_calibration(run)) else {}),
             **({"tflite_metadata": _metadata_record(model_path)} if export_format == "tflite" else {}),
             "preprocessing": {
                 "image_size": info["image_size"],

@@ -230,3 +230,26 @@ def tsne_grid_png(panels, class_names, path, title=None):
     if title:
         fig.suptitle(title, y=1.02)
     return _save(fig, path)
+
+
+def reliability_png(before, after, risk, path, title):
+    """Reliability diagram (accuracy against confidence per bin, before and after temperature scaling)
+    beside the risk-coverage curve (accuracy of the answers kept against the share kept).
+
+    `before` / `after`: rows of `calibration.reliability`; `risk`: rows of `calibration.risk_coverage`.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    left.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for rows, label, marker in ((before, "as trained", "o"), (after, "temperature-scaled", "s")):
+        if rows:
+            left.plot([r[4] for r in rows], [r[3] for r in rows], marker=marker, label=label)
+    left.set(xlabel="confidence (mean per bin)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
+             title="reliability")
+    left.legend(loc="upper left", fontsize=8)
+    kept = [(r[1], r[2]) for r in risk if r[2] is not None]
+    right.plot([c for c, _ in kept], [a for _, a in kept], marker=".")
+    right.set(xlabel="share of images answered (coverage)", ylabel="accuracy of the answers",
+              xlim=(0, 1.02), ylim=(0, 1.02), title="risk-coverage (threshold 0 to 1)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

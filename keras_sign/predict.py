@@ -73,8 +73,11 @@ def predict_files(classifier, files, top_k=3, batch_size=BATCH_SIZE):
         k = min(top_k, len(classifier.class_names))
         for path, row in zip(paths, probabilities):
             best = np.argsort(row)[::-1][:k]
-            rows.append({"path": str(path), "predictions": [
-                {"class": classifier.class_names[i], "probability": float(row[i])} for i in best]})
+            answer = {"path": str(path), "predictions": [
+                {"class": classifier.class_names[i], "probability": float(row[i])} for i in best]}
+            if classifier.unsure_below is not None:  # the run's calibrated reject threshold
+                answer["unsure"] = bool(row[best[0]] < classifier.unsure_below)
+            rows.append(answer)
     return rows, skipped
 
 
@@ -83,9 +86,10 @@ def format_rows(rows, output_format):
     if output_format == "jsonl":
         return "".join(json.dumps(row) + "\n" for row in rows)
     k = max((len(row["predictions"]) for row in rows), default=0)
-    header = ["path"] + [f"{part}{i}" for i in range(1, k + 1) for part in ("top", "p")]
+    unsure = any("unsure" in row for row in rows)
+    header = ["path"] + [f"{part}{i}" for i in range(1, k + 1) for part in ("top", "p")] + ["unsure"] * unsure
     cells = [[row["path"]] + [value for p in row["predictions"] for value in (p["class"], f"{p['probability']:.4f}")]
-             for row in rows]
+             + (["unsure" if row.get("unsure") else ""] if unsure else []) for row in rows]
     if output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

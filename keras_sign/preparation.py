@@ -114,7 +114,9 @@ def new_run(config, backend, backend_reason, held):
     if config.limit_per_class:
         table = table.limited(config.limit_per_class)
     method = choose_method(config.split, table)
-    assignment = make_split(table, method, config.val_fraction, config.test_fraction, config.seed)
+    test_signers = config.test_signers.split(",") if config.test_signers else None
+    assignment = make_split(table, method, config.val_fraction, config.test_fraction, config.seed, test_signers,
+                            config.fold)
     counts = {s: sum(a == s for a in assignment) for s in SPLITS}
     log.info(
         "%s: %d classes, %s layout, split %s: %s", table.root, len(table.class_names), table.layout, method,

@@ -17,6 +17,7 @@ from keras_sign.checkpoints import finished_history, load_resumable, read_state,
 from keras_sign.data.pipeline import batches, decoded_images, epoch_seed
 from keras_sign.data.split import SPLITS
 from keras_sign.errors import KerasSignError
+from keras_sign.calibration import MIN_CALIBRATION_IMAGES, calibrate_run
 from keras_sign.evaluation import evaluate_run
 from keras_sign.models import build_model
 from keras_sign.preparation import new_run, open_for_resume, starting_point
@@ -182,7 +183,8 @@ def training_data(config, files, num_classes, devices):
     def train_batches(epoch):
         seed = epoch_seed(config.seed, epoch)
         return batches(train_images, num_classes, config.batch_size, shuffle_seed=seed,
-                       augment_seed=seed if config.augment else None, drop_remainder=drop_remainder)
+                       augment_seed=seed if config.augment else None, drop_remainder=drop_remainder,
+                       augment_policy=config.augment_policy, background=config.background_augment)
 
     val = None
     if files["val"][0]:
@@ -239,6 +241,8 @@ def train(config, backend, backend_reason, resume=False):
             total_seconds=round(record.get("total_seconds", 0.0) + time.time() - started, 1),
         )
         run.write_json("run.json", record)
+        if len(files["val"].paths) >= MIN_CALIBRATION_IMAGES:  # temperature and reject threshold, on validation
+            calibrate_run(run.path, batch_size=config.batch_size)
         metrics = None
         if files["test"].paths:  # reports, confusion matrix, t-SNE and curves, as `keras-sign evaluate` writes them
             metrics, _, _ = evaluate_run(run.path, batch_size=config.batch_size)

@@ -211,3 +211,32 @@ def test_compare_command_errors():
     assert len(errors) == 1 and str(SAMPLE) in errors[0] and "not a finished run folder" in errors[0]
     result = run_cli("compare")
     assert result.returncode == 2 and "Missing argument 'RUN...'" in result.stderr
+
+
+def test_another_dataset_is_evaluated_on_the_classes_it_shares(digit_run, tmp_path):
+    """Cross-dataset: folders matched to the model's classes by name, a YAML map for the rest, unknown
+    folders left out and listed; scores over all the model's classes and restricted to those evaluated."""
+    path, _ = digit_run
+    other = copy_subset(SAMPLE, tmp_path / "other", ["1", "2", "5"], 4)
+    (other / "2").rename(other / "two")
+    (tmp_path / "map.yaml").write_text("two: '2'\n")
+    metrics, text, _ = evaluate_run(path, data_dir=other, name="other", class_map=tmp_path / "map.yaml")
+    assert metrics["images"] == 8 and metrics["classes_evaluated"] == 2 and metrics["left_out_folders"] == ["5"]
+    assert metrics["accuracy_within_evaluated_classes"] >= metrics["accuracy"]
+    assert "restricted to the 2 evaluated" in text
+    rows = list(csv.DictReader((path / "report-other.csv").open()))
+    assert {row["class"] for row in rows if row["class"] in "012"} == {"1", "2"}
+
+    (tmp_path / "bad.yaml").write_text("two: seven\n")
+    with pytest.raises(KerasSignError, match="names classes the model does not have"):
+        evaluate_run(path, data_dir=other, name="bad", class_map=tmp_path / "bad.yaml")
+
+
+def test_test_time_augmentation_writes_its_own_files(digit_run):
+    path, _ = digit_run
+    before = (path / "metrics.json").read_text()
+    metrics, _, written = evaluate_run(path, tta=True)
+    assert metrics["test_time_augmentation"] and 0 <= metrics["accuracy"] <= 1 and metrics["images"] == 9
+    assert (path / "metrics-tta.json").is_file() and (path / "metrics.json").read_text() == before
+    with pytest.raises(KerasSignError, match="--name names the files"):
+        evaluate_run(path, name="x")

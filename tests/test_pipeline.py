@@ -73,3 +73,24 @@ def test_center_crop_keeps_the_aspect_ratio_and_cuts_the_middle(tmp_path):
     # shorter side 80 -> 64 (56 / 0.875), width 128; the central 56 columns are all green
     assert cropped[..., 1].min() == 255 and cropped[..., 0].max() == 0 and cropped[..., 2].max() == 0
     assert squashed[:, 0, 0].min() == 255 and squashed[:, -1, 2].min() == 255
+
+
+def test_strong_augmentation_and_new_backdrops_are_seeded_and_keep_the_hand():
+    import tensorflow as tf
+
+    from keras_sign.data.pipeline import _new_backgrounds, augment_batch
+
+    # A bright "hand" square on black, as Massey's photos are.
+    image = np.zeros((4, 32, 32, 3), np.float32)
+    image[:, 8:24, 8:24] = [200, 150, 120]
+    seed = tf.constant([3, 1], tf.int64)
+    composited = _new_backgrounds(tf.constant(image), tf.constant([[0.5, 0.5]] * 4), seed).numpy()
+    np.testing.assert_array_equal(composited[:, 10:22, 10:22], image[:, 10:22, 10:22])  # the hand is kept
+    assert composited[:, :6, :6].mean() > 20  # the black backdrop is not black any more
+    assert len({float(c[:6, :6].mean()) for c in composited}) == 4  # a different backdrop per image
+
+    first = augment_batch(tf.constant(image), seed, "strong", background=True).numpy()
+    again = augment_batch(tf.constant(image), seed, "strong", background=True).numpy()
+    other = augment_batch(tf.constant(image), seed + 1, "strong", background=True).numpy()
+    np.testing.assert_array_equal(first, again)  # stateless: a resumed epoch sees the same pixels
+    assert np.abs(first - other).mean() > 1 and 0 <= first.min() and first.max() <= 255

@@ -29,15 +29,19 @@ def choose_method(requested, table):
     return requested
 
 
+def _indices_by_class(labels):
+    by_class = collections.defaultdict(list)
+    for index, label in enumerate(labels):
+        by_class[label].append(index)
+    return [by_class[label] for label in sorted(by_class)]
+
+
 def split_stratified(labels, val_fraction, test_fraction, seed):
     """Per class, shuffle with `seed` and cut test, then val, keeping at least one image for training."""
     rng = np.random.default_rng(seed)
     assignment = np.empty(len(labels), dtype=object)
-    by_class = collections.defaultdict(list)
-    for index, label in enumerate(labels):
-        by_class[label].append(index)
-    for label in sorted(by_class):
-        members = rng.permutation(by_class[label])
+    for indices in _indices_by_class(labels):
+        members = rng.permutation(indices)
         n = len(members)
         n_test = min(round(n * test_fraction), max(n - 1, 0))
         n_val = min(round(n * val_fraction), max(n - 1 - n_test, 0))
@@ -47,7 +51,21 @@ def split_stratified(labels, val_fraction, test_fraction, seed):
     return list(assignment)
 
 
-def split_by_group(groups, labels, val_fraction, test_fraction, seed):
+def split_stratified_fold(labels, fold, folds, val_fraction, seed):
+    """Fold `fold` (1-based) of a stratified `folds`-fold partition is test; val is drawn stratified from
+    the rest. Every image is in exactly one fold's test split."""
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(len(labels), dtype=object)
+    for indices in _indices_by_class(labels):
+        for position, index in enumerate(rng.permutation(indices)):
+            assignment[index] = "test" if position % folds == fold - 1 else "train"
+    rest = [i for i, split in enumerate(assignment) if split == "train"]
+    inner = split_stratified([labels[i] for i in rest], val_fraction * len(labels) / max(len(rest), 1), 0.0, seed)
+    assignment[rest] = inner
+    return list(assignment)
+
+
+def split_by_group(groups, labels, val_fraction, test_fraction, seed, test_groups=None):
     """Hold out whole groups for test (and for val when there are 4 or more groups).
 
     Each held-out split gets the groups that bring it closest to its share of
@@ -55,16 +73,27 @@ def split_by_group(groups, labels, val_fraction, test_fraction, seed):
     ties break differently for other seeds. With only 2 or 3 groups, holding
     out a validation signer too would leave one signer to learn from, so val
     is then drawn stratified from the training signers' images instead.
+    `test_groups` names the test signers instead (leave-one-signer-out folds);
+    val is then a signer only when 3 or more signers remain.
     """
     sizes = collections.Counter(groups)
     if len(sizes) < 2:
         raise KerasSignError(
             f"A split by signer needs at least 2 signers (found {len(sizes)}); use --split stratified."
         )
-    held_out = ("test", "val") if len(sizes) >= 4 else ("test",)
     order = list(np.random.default_rng(seed).permutation(sorted(sizes)))
     total = len(groups)
     chosen = {}
+    if test_groups:
+        unknown = sorted(set(test_groups) - set(sizes))
+        if unknown or len(set(test_groups)) >= len(sizes):
+            unknown_note = f" ({', '.join(unknown)} unknown)" if unknown else ""
+            raise KerasSignError(f"--test-signers {','.join(test_groups)} must name some, not all, of the signers "
+                                 f"{', '.join(sorted(sizes))}{unknown_note}.")
+        chosen = {group: "test" for group in test_groups}
+        held_out = ("val",) if len(sizes) - len(set(test_groups)) >= 3 else ()
+    else:
+        held_out = ("test", "val") if len(sizes) >= 4 else ("test",)
     for position, split in enumerate(held_out):
         target = (test_fraction if split == "test" else val_fraction) * total
         picked = 0
@@ -87,11 +116,21 @@ def split_by_group(groups, labels, val_fraction, test_fraction, seed):
     return assignment
 
 
-def make_split(table, method, val_fraction, test_fraction, seed):
-    """Assign every record of `table` to train/val/test; report content shared across splits."""
+def make_split(table, method, val_fraction, test_fraction, seed, test_signers=None, fold=None):
+    """Assign every record of `table` to train/val/test; report content shared across splits.
+
+    `test_signers` (a list) fixes the test signers of a split by signer; `fold` ("i/k") makes the test
+    split fold i of a stratified k-fold."""
+    if test_signers and method != "signer":
+        raise KerasSignError("--test-signers needs a split by signer (--split signer, and signer folders).")
+    if fold and method != "stratified":
+        raise KerasSignError("--fold needs --split stratified; for data with signers use --test-signers.")
     if method == "signer":
         groups = [r.group for r in table.records]
-        assignment = split_by_group(groups, table.labels, val_fraction, test_fraction, seed)
+        assignment = split_by_group(groups, table.labels, val_fraction, test_fraction, seed, test_signers)
+    elif fold:
+        index, folds = (int(part) for part in fold.split("/"))
+        assignment = split_stratified_fold(table.labels, index, folds, val_fraction, seed)
     else:
         assignment = split_stratified(table.labels, val_fraction, test_fraction, seed)
     for split in SPLITS:

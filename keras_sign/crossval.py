@@ -1,0 +1,143 @@
+"""`keras-sign crossval`: leave-one-signer-out (or stratified k-fold) training and evaluation.
+
+    keras-sign crossval --config configs/massey.yaml --out crossval/massey              # one fold per signer
+    keras-sign crossval --data-dir ../shared/data/sign_language_digits --folds 5 --out crossval/digits
+
+Each fold is a complete run folder, OUT/<fold>/, trained with `keras-sign train`'s machinery on a
+split whose test part is one signer (or one stratified fold): every signer is tested exactly once,
+by a model that never saw them. A killed crossval starts again where it stopped: finished folds are
+kept, an interrupted one resumes from its checkpoint. OUT/crossval.json and crossval.md hold the
+per-fold and mean +- std accuracy and macro F1; confusion_matrix.csv/.png pool every fold's test images.
+"""
+
+import contextlib
+import csv
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from keras_sign.errors import KerasSignError
+from keras_sign.runs import FolderLock, RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text
+
+log = logging.getLogger("keras_sign")
+
+
+def fold_plan(config, folds):
+    """`[(fold name, config changes)]`: one fold per signer (`folds="signer"`) or `folds` stratified folds."""
+    from keras_sign.data.catalog import scan_dataset
+
+    if str(folds) == "signer":
+        table = scan_dataset(config.dataset, config.data_dir, config.classes, config.cache_dir)
+        signers = sorted({record.group for record in table.records if record.group})
+        if len(signers) < 2:
+            raise KerasSignError(f"{table.root} has {len(signers)} signer folder(s); leave-one-signer-out needs 2 "
+                                 "or more (ROOT/SIGNER/CLASS/image), or use --folds K for stratified folds.")
+        return [(f"signer-{signer}", {"split": "signer", "test_signers": signer}) for signer in signers]
+    if not str(folds).isdigit() or int(folds) < 2:
+        raise KerasSignError(f"--folds must be 'signer' or a number of folds >= 2 (got '{folds}').")
+    count = int(folds)
+    return [(f"fold-{i}-of-{count}", {"split": "stratified", "fold": f"{i}/{count}"}) for i in range(1, count + 1)]
+
+
+def run_fold(config, backend, reason):
+    """Train one fold's run folder, resuming or skipping what an earlier crossval left."""
+    from keras_sign.config import load_config
+    from keras_sign.training import train
+
+    folder = Path(config.out)
+    if (folder / "config.yaml").is_file():  # a fold an earlier crossval started: the same recipe, or refuse
+        saved = load_config(folder / "config.yaml").to_dict()
+        changed = sorted(key for key, value in config.to_dict().items()
+                         if key not in ("out", "backend") and saved.get(key) != value)
+        if changed:
+            raise KerasSignError(f"{folder} was trained with other settings ({', '.join(changed)}); pass another "
+                                 "--out for this recipe, or the same settings to finish that crossval.")
+    if folder.is_dir() and (folder / "run.json").is_file():
+        if RunFolder(folder).read_json("run.json").get("status") == "finished":
+            log.info("%s is finished: kept.", folder)
+            return folder
+        log.info("%s was interrupted: resuming it.", folder)
+        resumed = load_config(folder / "config.yaml", {"out": str(folder), "backend": backend})
+        return train(resumed, backend, reason, resume=True)[0].path
+    return train(config, backend, reason)[0].path
+
+
+def pooled_confusion(runs):
+    """Sum of the folds' test confusion matrices: `(row names, column names, counts)`."""
+    totals = {}
+    for run in runs:
+        with (Path(run) / "confusion_matrix.csv").open(newline="") as file:
+            rows = list(csv.reader(file))
+        for row in rows[1:]:
+            for column, count in zip(rows[0][1:], row[1:]):
+                totals[row[0], column] = totals.get((row[0], column), 0) + int(count)
+    order = RunFolder(runs[0]).read_json("classes.json")
+    row_names = [name for name in order if any(r == name for r, _ in totals)]
+    column_names = [name for name in order if any(c == name for _, c in totals)]
+    counts = np.array([[totals.get((r, c), 0) for c in column_names] for r in row_names])
+    return row_names, column_names, counts
+
+
+def summarize(names, runs):
+    """Per-fold and mean +- std (sample) accuracy and macro F1 of the folds' test splits."""
+    folds = []
+    for name, run in zip(names, runs):
+        metrics = RunFolder(run).read_json("metrics.json")
+        folds.append({"fold": name, "run": str(run), "test_images": metrics["images"],
+                      "accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1"]})
+    summary = {"folds": folds}
+    for key in ("accuracy", "macro_f1"):
+        values = np.array([fold[key] for fold in folds])
+        summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    pooled = sum(fold["accuracy"] * fold["test_images"] for fold in folds) / sum(f["test_images"] for f in folds)
+    summary["pooled_accuracy"] = float(pooled)
+    return summary
+
+
+def markdown(summary):
+    lines = ["| fold | test images | accuracy | macro F1 |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {f['fold']} | {f['test_images']} | {f['accuracy']:.3f} | {f['macro_f1']:.3f} |"
+              for f in summary["folds"]]
+    accuracy, f1 = summary["accuracy"], summary["macro_f1"]
+    lines.append(f"| mean +- std | {sum(f['test_images'] for f in summary['folds'])} | "
+                 f"{accuracy['mean']:.3f} +- {accuracy['std']:.3f} | {f1['mean']:.3f} +- {f1['std']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def crossval(config, folds, backend, reason):
+    """Train and evaluate every fold into `config.out`; return the summary dict (also in crossval.json)."""
+    from keras_sign import plots
+    from keras_sign.evaluation import CONFUSION_CORNER
+    from keras_sign.runs import check_writable
+
+    if not config.out:
+        raise KerasSignError("Pass --out FOLDER: crossval writes one run folder per fold there.")
+    if config.test_signers or config.fold:
+        raise KerasSignError("crossval chooses each fold's test split itself; leave out --test-signers and --fold.")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "crossval folder")
+    plan = fold_plan(config, folds)
+    with contextlib.ExitStack() as held:
+        held.enter_context(FolderLock(out, "crossval folder"))
+        runs = []
+        for number, (name, changes) in enumerate(plan, 1):
+            log.info("crossval fold %d of %d: %s", number, len(plan), name)
+            fold_config = dataclasses.replace(config, out=str(out / name), **changes).validate()
+            runs.append(run_fold(fold_config, backend, reason))
+            scores = RunFolder(runs[-1]).read_json("metrics.json")
+            log.info("fold %s: test accuracy %.3f, macro F1 %.3f on %d images", name, scores["accuracy"],
+                     scores["macro"]["f1"], scores["images"])
+        summary = {"folds_by": "signer" if str(folds) == "signer" else f"stratified {folds}-fold",
+                   "arch": config.arch, **summarize([name for name, _ in plan], runs)}
+        rows, columns, counts = pooled_confusion(runs)
+        atomic_write_json(out / "crossval.json", summary)
+        atomic_write_text(out / "crossval.md", markdown(summary))
+        atomic_write_csv(out / "confusion_matrix.csv", (CONFUSION_CORNER, *columns),
+                         [[name, *row] for name, row in zip(rows, counts.tolist())])
+        plots.confusion_matrix_png(counts, rows, out / "confusion_matrix.png", column_names=columns,
+                                   title=f"{out.name}: {len(plan)} folds pooled, {int(counts.sum())} test images, "
+                                         f"accuracy {summary['pooled_accuracy']:.3f}")
+    return summary
