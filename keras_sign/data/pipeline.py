@@ -54,7 +54,8 @@ def augment_batch(images, seed, policy="light", background=False):
     shape = tf.shape(images)
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
     draws = tf.random.stateless_uniform([shape[0], 5], seed=seed, minval=-1.0, maxval=1.0)  # the light policy's
-    more = tf.random.stateless_uniform([shape[0], 7], seed=seed + 5, minval=-1.0, maxval=1.0)
+    if len(limits) > len(AUGMENT_POLICIES["light"]) or background:  # more draws only where they are used
+        more = tf.random.stateless_uniform([shape[0], 7], seed=seed + 5, minval=-1.0, maxval=1.0)
     if background:  # before the affine, so the new background moves with the hand
         images = _new_backgrounds(images, more[:, 4:6], seed)
     angle = draws[:, 0] * limits["rotation"] * 2 * math.pi
