@@ -165,12 +165,11 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
 
 
 def _validation_shares_signers(run):
-    import csv
+    from keras_sign.runs import read_csv
 
-    with run.file("split.csv").open(newline="", encoding="utf-8", errors="surrogateescape") as file:
-        groups = {}
-        for row in csv.DictReader(file):
-            groups.setdefault(row["split"], set()).add(row["group"])
+    groups = {}
+    for row in read_csv(run.file("split.csv")):
+        groups.setdefault(row["split"], set()).add(row["group"])
     return bool(groups.get("val", set()) & groups.get("train", set()))
 
 

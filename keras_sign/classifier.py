@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_sign.calibration import CALIBRATION_FILE
 from keras_sign.errors import KerasSignError
 from keras_sign.runtimes import load_model_file, model_file
 
@@ -75,7 +76,7 @@ def _description(path):
         return record["classes"], preprocessing.get("image_size"), bool(center_crop), record.get("calibration")
     if (folder / "run.json").is_file() and (folder / "classes.json").is_file():  # a run folder's model
         info = _read_json(folder / "run.json")
-        calibration = _read_json(folder / "calibration.json") if (folder / "calibration.json").is_file() else None
+        calibration = _read_json(folder / CALIBRATION_FILE) if (folder / CALIBRATION_FILE).is_file() else None
         return (_read_json(folder / "classes.json"), info.get("image_size"), bool(info.get("center_crop", False)),
                 calibration)
     labels = _labels_beside(path)

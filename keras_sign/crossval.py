@@ -11,7 +11,6 @@ per-fold and mean +- std accuracy and macro F1; confusion_matrix.csv/.png pool e
 """
 
 import contextlib
-import csv
 import dataclasses
 import logging
 from pathlib import Path
@@ -19,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import FolderLock, RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text
+from keras_sign.evaluation import CONFUSION_CORNER
+from keras_sign.runs import (FolderLock, RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text,
+                             read_csv)
 
 log = logging.getLogger("keras_sign")
 
@@ -68,16 +69,20 @@ def pooled_confusion(runs):
     """Sum of the folds' test confusion matrices: `(row names, column names, counts)`."""
     totals = {}
     for run in runs:
-        with (Path(run) / "confusion_matrix.csv").open(newline="") as file:
-            rows = list(csv.reader(file))
-        for row in rows[1:]:
-            for column, count in zip(rows[0][1:], row[1:]):
-                totals[row[0], column] = totals.get((row[0], column), 0) + int(count)
+        for row in read_csv(Path(run) / "confusion_matrix.csv"):
+            true = row.pop(CONFUSION_CORNER)
+            for column, count in row.items():
+                totals[true, column] = totals.get((true, column), 0) + int(count)
     order = RunFolder(runs[0]).read_json("classes.json")
     row_names = [name for name in order if any(r == name for r, _ in totals)]
     column_names = [name for name in order if any(c == name for _, c in totals)]
     counts = np.array([[totals.get((r, c), 0) for c in column_names] for r in row_names])
     return row_names, column_names, counts
+
+
+def _scores(run):
+    metrics = RunFolder(run).read_json("metrics.json")
+    return metrics["accuracy"], metrics["images"]
 
 
 def summarize(names, runs):
@@ -109,7 +114,6 @@ def markdown(summary):
 def crossval(config, folds, backend, reason):
     """Train and evaluate every fold into `config.out`; return the summary dict (also in crossval.json)."""
     from keras_sign import plots
-    from keras_sign.evaluation import CONFUSION_CORNER
     from keras_sign.runs import check_writable
 
     if not config.out:
@@ -127,9 +131,7 @@ def crossval(config, folds, backend, reason):
             log.info("crossval fold %d of %d: %s", number, len(plan), name)
             fold_config = dataclasses.replace(config, out=str(out / name), **changes).validate()
             runs.append(run_fold(fold_config, backend, reason))
-            scores = RunFolder(runs[-1]).read_json("metrics.json")
-            log.info("fold %s: test accuracy %.3f, macro F1 %.3f on %d images", name, scores["accuracy"],
-                     scores["macro"]["f1"], scores["images"])
+            log.info("fold %s: test accuracy %.3f on %d images", name, *_scores(runs[-1]))
         summary = {"folds_by": "signer" if str(folds) == "signer" else f"stratified {folds}-fold",
                    "arch": config.arch, **summarize([name for name, _ in plan], runs)}
         rows, columns, counts = pooled_confusion(runs)
