@@ -141,6 +141,24 @@ def test_photo_and_video_uploads(client, tmp_path):
     assert garbage.status_code == 422 and "cannot be opened as a video" in garbage.json()["error"]
 
 
+def test_photos_dropped_while_a_camera_streams_share_the_interpreter_safely(client):
+    import concurrent.futures
+
+    frame = jpeg(PHOTOS[1])
+
+    def post_photos():
+        return [client.post("/api/photo", content=PHOTOS[0].read_bytes()).status_code for _ in range(15)]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, client.websocket_connect("/ws") as socket:
+        posted = [pool.submit(post_photos) for _ in range(2)]
+        answers = []
+        for _ in range(30):
+            socket.send_bytes(frame)
+            answers.append(json.loads(socket.receive_text()))
+        statuses = [status for future in posted for status in future.result()]
+    assert statuses == [200] * 30 and all("error" not in answer for answer in answers), answers[:3]
+
+
 def test_the_newest_frame_wins_and_overtaken_ones_are_counted(classifier):
     from keras_sign.demo.server import FrameModel
     from keras_sign.spelling import DecoderSettings

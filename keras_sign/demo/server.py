@@ -260,7 +260,8 @@ def _predict_photo(model, data):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "photo"
         path.write_bytes(data)
-        rows, skipped = predict_files(model.classifier, [path], top_k=TOP)
+        with model.lock:  # a camera tab may be using the interpreter at this moment
+            rows, skipped = predict_files(model.classifier, [path], top_k=TOP)
     if skipped:
         raise KerasSignError(f"The photo cannot be read ({skipped[0][1]}); send a JPEG, PNG, GIF, BMP or WebP file.")
     return {"top": [[p["class"], p["probability"]] for p in rows[0]["predictions"]]}
