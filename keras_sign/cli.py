@@ -195,6 +195,60 @@ def crossval(config_path, folds, **flags):
     click.echo(f"pooled accuracy {summary['pooled_accuracy']:.3f}; folder: {config.out}")
 
 
+def _sweep_options(command):
+    """train's options, with every numeric one taking text: a value, a list (1e-2,1e-3) or a range (1e-5:1e-2:log)."""
+    command = _train_options(command)
+    for param in command.__click_params__:
+        if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
+            param.type = click.STRING
+            param.help = f"{param.help or ''} Sweep: a list 1,2 or a range LOW:HIGH[:log].".strip()
+        elif param.name == "out":
+            param.help = "Sweep folder: its plan, storage, trials/ (one run folder each) and results."
+    return command
+
+
+@cli.command()
+@click.option("--search", type=click.Choice(["grid", "tpe"]), default="grid", show_default=True,
+              help="grid: every combination of the lists; tpe: Optuna's TPE over lists and ranges (needs --trials).")
+@click.option("--trials", type=click.IntRange(min=1), help="Number of trials of a --search tpe.")
+@click.option("--prune", is_flag=True, help="Stop trials whose validation accuracy falls below the median of "
+              "earlier trials at the same epoch (off: the study ran its full grid).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine sharing the sweep.")
+@click.option("--storage", help="Database URL shared by machines, e.g. postgresql://user@host/db "
+              "(default: a journal file in the sweep folder).")
+@click.option("--study", help="Study name in the storage (default: the sweep folder's name).")
+@click.option("--join", "join_url", help="Add this machine's workers to the sweep --study in this database.")
+@click.option("--report", "report_dir", type=click.Path(), help="Redraw the table and figures of a sweep folder.")
+@click.option("--worker-of", type=click.Path(), hidden=True)
+@_sweep_options
+def sweep(config_path, search, trials, prune, workers, storage, study, join_url, report_dir, worker_of, **flags):
+    """Train a grid (or TPE search) of runs on Optuna: resumable, shared by worker processes and machines."""
+    import keras_sign.sweep as sweeps
+    from keras_sign.config import read_yaml_mapping
+    from keras_sign.sweep.plan import make_plan
+
+    if worker_of:
+        return sweeps.work_in_folder(worker_of)
+    if report_dir:
+        click.echo(sweeps.redraw(report_dir), nl=False)
+        return
+    backend = flags.pop("backend") or "auto"
+    out = flags.pop("out")
+    if join_url:
+        if not study:
+            raise KerasSignError("--join needs --study NAME: the name of the sweep in that database.")
+        text = sweeps.join(join_url, study, out or str(Path("sweeps") / study), workers, backend)
+    else:
+        if not out:
+            raise KerasSignError("Pass --out FOLDER: the sweep keeps its plan, trials and results there.")
+        values = read_yaml_mapping(config_path, "Config file", "--config", "keys to values") if config_path else {}
+        values.update({key: value for key, value in flags.items() if value is not None})
+        plan = make_plan(values, search, trials, prune)
+        text = sweeps.start(plan, out, workers, backend, storage, study)
+    click.echo(text, nl=False)
+
+
 @cli.command()
 @click.argument("run", type=click.Path())
 @click.option("--data-dir", help="Evaluate on this folder (class folders the model knows) instead of the test split.")

@@ -61,7 +61,7 @@ def _generalisation(run):
     return crossval, "; ".join(others) or None
 
 
-def _steady_mean(history, column):
+def steady_mean(history, column):
     """Mean of `column` over the epochs after the first: the first includes graph tracing and compiling
     (15 of the 16 s of a tiny CPU run here), which would turn the speed columns into start-up time."""
     values = [float(row[column]) for row in history if row.get(column) not in (None, "")]
@@ -108,8 +108,8 @@ def run_row(run, label, history):
         "macro_precision": macro.get("precision"),
         "macro_recall": macro.get("recall"),
         "macro_f1": macro.get("f1"),
-        "mean_epoch_seconds": _steady_mean(history, "epoch_seconds"),
-        "images_per_second": _steady_mean(history, "images_per_second"),
+        "mean_epoch_seconds": steady_mean(history, "epoch_seconds"),
+        "images_per_second": steady_mean(history, "images_per_second"),
         "crossval": crossval,
         "other_data": other_data,
     }

@@ -42,29 +42,6 @@ def fold_plan(config, folds):
     return [(f"fold-{i}-of-{count}", {"split": "stratified", "fold": f"{i}/{count}"}) for i in range(1, count + 1)]
 
 
-def run_fold(config, backend, reason):
-    """Train one fold's run folder, resuming or skipping what an earlier crossval left."""
-    from keras_sign.config import load_config
-    from keras_sign.training import train
-
-    folder = Path(config.out)
-    if (folder / "config.yaml").is_file():  # a fold an earlier crossval started: the same recipe, or refuse
-        saved = load_config(folder / "config.yaml").to_dict()
-        changed = sorted(key for key, value in config.to_dict().items()
-                         if key not in ("out", "backend") and saved.get(key) != value)
-        if changed:
-            raise KerasSignError(f"{folder} was trained with other settings ({', '.join(changed)}); pass another "
-                                 "--out for this recipe, or the same settings to finish that crossval.")
-    if folder.is_dir() and (folder / "run.json").is_file():
-        if RunFolder(folder).read_json("run.json").get("status") == "finished":
-            log.info("%s is finished: kept.", folder)
-            return folder
-        log.info("%s was interrupted: resuming it.", folder)
-        resumed = load_config(folder / "config.yaml", {"out": str(folder), "backend": backend})
-        return train(resumed, backend, reason, resume=True)[0].path
-    return train(config, backend, reason)[0].path
-
-
 def pooled_confusion(runs):
     """Sum of the folds' test confusion matrices: `(row names, column names, counts)`."""
     totals = {}
@@ -115,6 +92,7 @@ def crossval(config, folds, backend, reason):
     """Train and evaluate every fold into `config.out`; return the summary dict (also in crossval.json)."""
     from keras_sign import plots
     from keras_sign.runs import check_writable
+    from keras_sign.training import train_or_resume
 
     if not config.out:
         raise KerasSignError("Pass --out FOLDER: crossval writes one run folder per fold there.")
@@ -130,7 +108,7 @@ def crossval(config, folds, backend, reason):
         for number, (name, changes) in enumerate(plan, 1):
             log.info("crossval fold %d of %d: %s", number, len(plan), name)
             fold_config = dataclasses.replace(config, out=str(out / name), **changes).validate()
-            runs.append(run_fold(fold_config, backend, reason))
+            runs.append(train_or_resume(fold_config, backend, reason))
             log.info("fold %s: test accuracy %.3f on %d images", name, *_scores(runs[-1]))
         summary = {"folds_by": "signer" if str(folds) == "signer" else f"stratified {folds}-fold",
                    "arch": config.arch, **summarize([name for name, _ in plan], runs)}

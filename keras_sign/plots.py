@@ -253,3 +253,45 @@ def reliability_png(before, after, risk, path, title):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def heatmap_png(matrix, row_values, column_values, row_name, column_name, path, title):
+    """A grid of numbers (None: not run yet) as coloured cells with the value written in each."""
+    values = np.array([[np.nan if v is None else float(v) for v in row] for row in matrix], dtype=float).reshape(
+        len(row_values), len(column_values))
+    fig, ax = plt.subplots(figsize=(1.2 * len(column_values) + 2.5, 0.9 * len(row_values) + 1.8))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax)
+    ax.set_xticks(range(len(column_values)), [f"{v:g}" for v in column_values])
+    ax.set_yticks(range(len(row_values)), [f"{v:g}" for v in row_values])
+    ax.set_xlabel(column_name)
+    ax.set_ylabel(row_name)
+    finite = values[np.isfinite(values)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+    for (i, j), value in np.ndenumerate(values):
+        text = "-" if np.isnan(value) else f"{value:.3g}"
+        ax.text(j, i, text, ha="center", va="center", color="black" if value > middle else "white")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def lines_by_group_png(x_values, group_values, matrix, x_name, group_name, y_name, path, title):
+    """One line per group (a column of `matrix`) of y against x (its rows), x on a log scale when it
+    spans more than a factor of 20 (learning rates)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    drawn = False
+    for j, (group, color) in enumerate(zip(group_values, _palette(len(group_values)))):
+        points = [(x, row[j]) for x, row in zip(x_values, matrix) if row[j] is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", color=color, label=f"{group_name} {group:g}")
+            drawn = True
+    positive = [x for x in x_values if x > 0]
+    if positive and max(positive) / min(positive) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(y_name)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend()
+    ax.set_title(title)
+    return _save(fig, path)

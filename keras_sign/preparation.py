@@ -102,14 +102,8 @@ def starting_point(config, arch):
     }
 
 
-def new_run(config, backend, backend_reason, held):
-    """Scan and split the data, create the run folder and write everything known before training.
-
-    The run folder is locked for this process until `held` (a `contextlib.ExitStack`) closes.
-    """
-    arch = canonical_name(config.arch)
-    dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
-    out = check_new_folder(config.out or default_run_path(dataset_name, arch), "Run folder")  # before the long scan
+def scan_and_split(config):
+    """`(table, split method, assignment, {split: image count})` of the config's data, as training splits it."""
     table = scan_dataset(config.dataset, config.data_dir, config.classes, config.cache_dir)
     if config.limit_per_class:
         table = table.limited(config.limit_per_class)
@@ -124,6 +118,18 @@ def new_run(config, backend, backend_reason, held):
     )
     if counts["train"] == 0:
         raise KerasSignError(f"The training split of {table.root} is empty; add images or lower the val/test fractions.")
+    return table, method, assignment, counts
+
+
+def new_run(config, backend, backend_reason, held):
+    """Scan and split the data, create the run folder and write everything known before training.
+
+    The run folder is locked for this process until `held` (a `contextlib.ExitStack`) closes.
+    """
+    arch = canonical_name(config.arch)
+    dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
+    out = check_new_folder(config.out or default_run_path(dataset_name, arch), "Run folder")  # before the long scan
+    table, method, assignment, counts = scan_and_split(config)
 
     start = starting_point(config, arch)
     run = RunFolder.create(out, dataset_name, arch, held)

@@ -18,11 +18,24 @@ log = logging.getLogger("keras_sign")
 
 
 def reproduce(config_paths, out, backend, backend_reason, smoke=False):
-    """Train every config into `out`, then compare all of them; return `(table, written paths)`."""
-    from keras_sign.compare import compare_runs
-    from keras_sign.config import load_config
-    from keras_sign.runs import FolderLock, check_writable
+    """Train every config into `out`, then compare all of them; return `(table, written paths)`.
 
+    Sweep configs (a setting given as a list of values, as configs/paper/sweep-*.yaml) are left out,
+    said in a log line: they are run by `keras-sign sweep --config`."""
+    import keras
+
+    from keras_sign.compare import compare_runs
+    from keras_sign.config import load_config, read_yaml_mapping
+    from keras_sign.runs import FolderLock, check_writable
+    from keras_sign.training import train_or_resume
+
+    sweeps = [path for path in config_paths if any(isinstance(value, list) for value in
+                                                   read_yaml_mapping(path, "Config file", "CONFIG", "keys to values").values())]
+    for path in sweeps:
+        log.info("%s is a sweep (lists of values): left out; run it with `keras-sign sweep --config %s`.", path, path)
+    config_paths = [path for path in config_paths if path not in sweeps]
+    if not config_paths:
+        raise KerasSignError("Every config given is a sweep; run them with `keras-sign sweep --config FILE`.")
     out = Path(out)
     stems = [Path(path).stem for path in config_paths]
     if len(set(stems)) != len(stems):
@@ -33,24 +46,7 @@ def reproduce(config_paths, out, backend, backend_reason, smoke=False):
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out, "Reproduce folder"):  # a second `reproduce` into the same folder is refused
         for path, config in zip(config_paths, configs):
-            _train_or_keep(path, config, backend, backend_reason)
+            log.info("Training %s into %s", path, config.out)
+            train_or_resume(config, backend, backend_reason)  # a finished run is kept, an interrupted one resumed
+            keras.backend.clear_session()  # the next architecture starts from a clean graph and memory
         return compare_runs([config.out for config in configs], out / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def _train_or_keep(config_path, config, backend, backend_reason):
-    """Train one config into its run folder: keep a finished run, resume an interrupted one."""
-    import keras
-
-    from keras_sign.runs import RunFolder, holds_files
-    from keras_sign.training import train
-
-    run = RunFolder(config.out)
-    started = run.file("run.json").is_file()
-    if started and run.read_json("run.json")["status"] == "finished":
-        log.info("%s: finished earlier, kept.", run.path)
-        return
-    if run.path.is_dir() and holds_files(run.path) and not started:
-        raise KerasSignError(f"{run.path} holds an unfinished start without run.json; delete it and run again.")
-    log.info("Training %s into %s", config_path, run.path)
-    train(config, backend, backend_reason, resume=started)
-    keras.backend.clear_session()  # the next architecture starts from a clean graph and memory

@@ -10,6 +10,7 @@ so a run killed at any moment resumes with its history intact.
 import contextlib
 import logging
 import time
+from pathlib import Path
 
 import keras
 
@@ -105,7 +106,7 @@ def phase_of(config, epoch):
     return config.freeze_backbone, config.epochs, peak, True
 
 
-def fit_epochs(model, config, run, data, history, state):
+def fit_epochs(model, config, run, data, history, state, callbacks=()):
     """Train epoch by epoch from the checkpoint `state`, checkpointing after each; return the final state.
 
     Each epoch is its own `model.fit` call on batches seeded by (seed, epoch), so an epoch trained
@@ -123,7 +124,7 @@ def fit_epochs(model, config, run, data, history, state):
             compile_model(model, config, peak, (end - first) * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
         result = model.fit(
             data["train_batches"](epoch), validation_data=data["val"], initial_epoch=epoch, epochs=epoch + 1,
-            callbacks=[history], verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
+            callbacks=[history, *callbacks], verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
         )
         logs = {key: values[-1] for key, values in result.history.items()}
         state = record_epoch(run, model, state, logs, config.patience)
@@ -195,11 +196,12 @@ def training_data(config, files, num_classes, devices):
     return {"train_batches": train_batches, "val": val, "steps_per_epoch": max(steps, 1)}
 
 
-def train(config, backend, backend_reason, resume=False):
+def train(config, backend, backend_reason, resume=False, callbacks=()):
     """Train `config.arch` and write a complete run folder; return `(run, metrics)`.
 
     With `resume`, `config.out` is an interrupted run folder: training continues after its last
-    checkpointed epoch (its split, normalisation and history are kept).
+    checkpointed epoch (its split, normalisation and history are kept). `callbacks` are further
+    Keras callbacks, called after each epoch's history row is written.
     """
     started = time.time()
     devices = configure_runtime(config, backend)
@@ -230,7 +232,7 @@ def train(config, backend, backend_reason, resume=False):
                 log.info("Starting from %s; new initial weights for %s.", start["description"], ", ".join(fresh))
         history = HistoryWriter(run.file("history.csv"), len(files["train"].paths), config.epochs,
                                 finished_history(run, state))
-        state = fit_epochs(model, config, run, data, history, state)
+        state = fit_epochs(model, config, run, data, history, state, callbacks)
         if len(devices) > 1:
             keras.distribution.set_distribution(None)  # evaluation runs on one device, whatever the batch size
         run.save_model(model, optimizer=False)  # model.keras: for inference, loadable by plain Keras
@@ -247,3 +249,28 @@ def train(config, backend, backend_reason, resume=False):
         if files["test"].paths:  # reports, confusion matrix, t-SNE and curves, as `keras-sign evaluate` writes them
             metrics, _, _ = evaluate_run(run.path, batch_size=config.batch_size)
     return run, metrics
+
+
+def train_or_resume(config, backend, reason, callbacks=()):
+    """Train `config.out`, or finish what an earlier attempt left there: a finished run folder is kept,
+    an interrupted one resumes from its checkpoint; one trained with other settings is refused.
+    Return the run folder's path."""
+    from keras_sign.config import load_config
+    from keras_sign.runs import RunFolder
+
+    folder = Path(config.out)
+    if (folder / "config.yaml").is_file():
+        saved = load_config(folder / "config.yaml").to_dict()
+        changed = sorted(key for key, value in config.to_dict().items()
+                         if key not in ("out", "backend") and saved.get(key) != value)
+        if changed:
+            raise KerasSignError(f"{folder} was trained with other settings ({', '.join(changed)}); pass another "
+                                 "--out for this recipe, or the same settings to finish that one.")
+    if folder.is_dir() and (folder / "run.json").is_file():
+        if RunFolder(folder).read_json("run.json").get("status") == "finished":
+            log.info("%s is finished: kept.", folder)
+            return folder
+        log.info("%s was interrupted: resuming it.", folder)
+        resumed = load_config(folder / "config.yaml", {"out": str(folder), "backend": backend})
+        return train(resumed, backend, reason, resume=True, callbacks=callbacks)[0].path
+    return train(config, backend, reason, callbacks=callbacks)[0].path

@@ -162,7 +162,7 @@ def test_data_parallel_needs_jax_and_a_divisible_batch(small_digits, tmp_path):
 def test_paper_configs_are_the_study_setting():
     from keras_sign.config import load_config
 
-    configs = sorted((REPO / "configs" / "paper").glob("*.yaml"))
+    configs = sorted(path for path in (REPO / "configs" / "paper").glob("*.yaml") if not path.name.startswith("sweep-"))
     assert len(configs) == 9
     loaded = [load_config(path) for path in configs]
     assert {(c.arch, c.dataset) for c in loaded} == {
@@ -180,9 +180,12 @@ def test_reproduce_trains_each_config_then_compares_and_keeps_finished_runs(smal
         path = tmp_path / f"digits-{arch}.yaml"
         path.write_text(f"arch: {arch}\ndata_dir: {small_digits}\nepochs: 5\n")
         configs.append(path)
+    sweep = tmp_path / "sweep-digits.yaml"
+    sweep.write_text(f"data_dir: {small_digits}\nlr: [1.0e-2, 1.0e-3]\n")
     out = tmp_path / "out"
-    result = run_cli("reproduce", *configs, "--out", out, "--smoke", "--backend", "tensorflow")
+    result = run_cli("reproduce", *configs, sweep, "--out", out, "--smoke", "--backend", "tensorflow")
     _ok(result)
+    assert "is a sweep (lists of values): left out" in result.stderr and not (out / "sweep-digits").exists()
     for arch in ("mobilenetv3", "resnet18"):
         run = out / f"digits-{arch}"
         assert "smoke: true" in (run / "config.yaml").read_text()
@@ -196,6 +199,6 @@ def test_reproduce_trains_each_config_then_compares_and_keeps_finished_runs(smal
     time.sleep(1)  # the next comparison folder gets another time stamp
     result = run_cli("reproduce", *configs, "--out", out, "--smoke", "--backend", "tensorflow")
     _ok(result)
-    assert "finished earlier, kept" in result.stderr
+    assert "is finished: kept" in result.stderr
     assert (out / "digits-resnet18" / "model.keras").stat().st_mtime_ns == stamp
     assert len(list(out.glob("compare-*"))) == 2
