@@ -101,7 +101,7 @@ class SweepPlan:
 
 
 def _flat(plan):
-    return {**{k: v for k, v in plan.fixed.items()}, **{f"swept {k}": v for k, v in plan.params.items()},
+    return {**plan.fixed, **{f"swept {k}": v for k, v in plan.params.items()},
             "search": plan.search, "trials": plan.trials, "prune": plan.prune}
 
 

@@ -76,7 +76,7 @@ def markdown_rows(rows, plan):
     return "\n".join(lines) + "\n"
 
 
-def grid_table(rows, plan, key, digits=4):
+def grid_table(rows, plan, key):
     """`(row values, column values, matrix)` of `key` over the first two swept settings (None: not yet run)."""
     first, second = list(plan.params)[:2]
     row_values = sorted({r[first] for r in rows if r[first] is not None})

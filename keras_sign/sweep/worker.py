@@ -77,14 +77,23 @@ def requeue_dead_trials(study, storage):
                 continue
         elif time.time() - frozen.datetime_start.timestamp() < UNCLAIMED_GRACE_SECONDS:
             continue  # just taken; its worker is writing its claim
-        try:
-            if not storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker got there first
-        log.warning("Trial %d's worker is gone; its cell is queued again and resumes from its checkpoint.",
-                    frozen.number)
-        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(frozen._trial_id))
+        if fail_and_requeue(study, storage, frozen._trial_id):
+            log.warning("Trial %d's worker is gone; its cell is queued again and resumes from its checkpoint.",
+                        frozen.number)
+
+
+def fail_and_requeue(study, storage, trial_id):
+    """Mark a RUNNING trial failed and queue its values again; False when another worker did it first."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(trial_id))
+    return True
 
 
 def _lock_held(folder):
@@ -200,10 +209,5 @@ def work(study, storage, plan, sweep_dir, backend, reason, on_trial_end=None):
 
 def _fail_quietly(study, storage, trial):
     """Mark a trial this worker gave up on (Ctrl-C, an error) as failed and queue it again."""
-    import optuna
-    from optuna.trial import TrialState
-
-    with contextlib.suppress(Exception):
-        if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-            study.tell(trial, state=TrialState.FAIL)
-            optuna.storages.RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(trial._trial_id))
+    with contextlib.suppress(Exception):  # the storage may be what failed; the next start recovers the trial
+        fail_and_requeue(study, storage, trial._trial_id)
