@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
+from keras_sign.config import read_yaml_mapping
 from keras_sign.errors import KerasSignError
 from keras_sign.runs import RunFolder
 from keras_sign.sweep import storage as storages
@@ -98,18 +99,12 @@ def test_a_sweep_folder_with_another_grid_is_refused(small_digits, tmp_path):
 
 
 def test_plans_from_yaml_lists_and_the_shipped_study_grid():
-    plan = make_plan({**_yaml(REPO / "configs" / "paper" / "sweep-numbers-shufflenetv2.yaml")})
+    plan = make_plan(read_yaml_mapping(REPO / "configs" / "paper" / "sweep-numbers-shufflenetv2.yaml", "Config", "--config", ""))
     assert plan.params == {"lr": [1e-2, 1e-3, 1e-4, 1e-5], "batch_size": [16, 32, 64, 128]}
     assert plan.fixed["arch"] == "shufflenetv2_x1_0" and plan.fixed["dataset"] == "numbers"
     assert len(plan.cells()) == 16 and plan.total_trials() == 16
     with pytest.raises(KerasSignError, match="cannot be swept"):
         make_plan({"arch": ["resnet18", "shufflenetv2"], "lr": "1e-2,1e-3"})
-
-
-def _yaml(path):
-    import yaml
-
-    return yaml.safe_load(path.read_text())
 
 
 # -- running --------------------------------------------------------------------------------------------

@@ -174,9 +174,8 @@ def _run_workers(study, storage, plan, sweep_dir, workers, backend):
                                    report(study, plan, sweep_dir)))
     else:
         _supervise(study, plan, sweep_dir, workers, started)
-    text = report(study, plan, sweep_dir)
-    log.info("%s", progress_line(study, plan, workers, started))
-    return text
+        log.info("%s", progress_line(study, plan, workers, started))  # one worker logged it after its last trial
+    return report(study, plan, sweep_dir)
 
 
 def _supervise(study, plan, sweep_dir, workers, started):

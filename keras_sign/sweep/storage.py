@@ -104,12 +104,12 @@ def load(storage, name, plan=None):
     """An existing study with its sampler and pruner; its plan comes from the study when not given."""
     import optuna
 
-    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    if name not in names:
-        raise KerasSignError(f"The storage holds no sweep named '{name}' (it has: {', '.join(names) or 'none'}); "
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name not in summaries:
+        raise KerasSignError(f"The storage holds no sweep named '{name}' (it has: {', '.join(summaries) or 'none'}); "
                              "pass --study with one of those names.")
     if plan is None:
-        saved = optuna.load_study(study_name=name, storage=storage).user_attrs.get(PLAN_ATTR)
+        saved = summaries[name].user_attrs.get(PLAN_ATTR)
         if saved is None:
             raise KerasSignError(f"The sweep '{name}' has no keras-sign plan yet; start it with `keras-sign sweep` first.")
         plan = SweepPlan.from_dict(saved)
