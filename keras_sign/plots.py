@@ -59,6 +59,8 @@ def confusion_matrix_png(counts, class_names, path, title="Confusion matrix", co
     def inches(cells):  # about 0.4 inch per cell keeps 36 classes legible
         return min(max(4.5, 0.42 * cells + 2.0), MAX_MATRIX_INCHES)
 
+    # Not sklearn's ConfusionMatrixDisplay (1.9): it ticks and annotates only rows x rows cells, and its text colour
+    # follows the data's midpoint, not the 0-1 scale, so a weak model got white numbers on pale cells.
     fig, ax = plt.subplots(figsize=(inches(columns) + 1.2, inches(n)))
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="Fraction of true class")

@@ -19,6 +19,10 @@ STEP_DECAY_FACTOR = 0.1
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """`peak` reached linearly over `warmup_steps`, then held (`constant`), cosine-annealed to 0 or step-decayed.
 
+    Not Keras' CosineDecay(peak / W, T - W, warmup_target=peak, warmup_steps=W): its ramp is a step late (W=4: 4.4e-4
+    at step 1, not 5e-4; W - 1 warm-up steps instead shift the decay a step early), PiecewiseConstantDecay has no
+    warm-up, and saved optimizers name this class.
+
     Example:
         >>> schedule = WarmupSchedule("cosine", 1e-3, total_steps=100, warmup_steps=10)
         >>> round(float(schedule(9)), 6), round(float(schedule(100)), 6)

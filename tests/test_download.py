@@ -1,8 +1,11 @@
 """Named datasets: install from a local archive standing in for Kaggle, then find and scan them."""
 
+import io
 import shutil
 import sys
+import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +71,46 @@ def test_a_wrong_archive_leaves_nothing_behind(tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(KerasSignError, match="Could not unpack"):
         download_dataset("alphabet", cache_dir=tmp_path / "cache", archive=tmp_path / "broken.zip")
+
+
+def test_a_zip_saved_without_its_suffix_installs(tmp_path):
+    staged = copy_subset(SAMPLE, tmp_path / "staged", ["0", "1"], 2)
+    archive = _zip_folder(staged, tmp_path / "numbers-download")
+    root = download_dataset("numbers", cache_dir=tmp_path / "cache", archive=archive)
+    assert sorted(p.name for p in root.iterdir()) == ["0", "1"]
+
+
+def test_missing_and_corrupt_archives_say_what_to_pass(tmp_path):
+    with pytest.raises(KerasSignError, match="does not exist; pass the .zip"):
+        download_dataset("numbers", cache_dir=tmp_path / "cache", archive=tmp_path / "absent.zip")
+    staged = copy_subset(SAMPLE, tmp_path / "staged", ["0", "1"], 2)
+    whole = shutil.make_archive(str(tmp_path / "numbers"), "gztar", staged)
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(Path(whole).read_bytes()[:-200])
+    with pytest.raises(KerasSignError, match="Could not unpack .*pass a .zip, .tar"):
+        download_dataset("numbers", cache_dir=tmp_path / "cache", archive=truncated)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_members_leaving_the_folder_are_refused_or_kept_inside(tmp_path):
+    cache = tmp_path / "deep" / "cache"  # "../../escaped.txt" from the staging folder lands in tmp_path/deep
+    staged = copy_subset(SAMPLE, tmp_path / "staged", ["0", "1"], 2)
+    zipped = _zip_folder(staged, tmp_path / "numbers.zip")
+    with zipfile.ZipFile(zipped, "a") as zf:
+        zf.writestr("../../escaped.txt", "outside")
+        zf.writestr("/absolute.txt", "outside")
+    download_dataset("numbers", cache_dir=cache, archive=zipped)  # zip: the bad members are skipped
+
+    tarred = tmp_path / "numbers.tar.gz"
+    with tarfile.open(tarred, "w:gz") as tf:
+        tf.add(staged, arcname=".")
+        member = tarfile.TarInfo("../../escaped.txt")
+        member.size = len(b"outside")
+        tf.addfile(member, io.BytesIO(b"outside"))
+    with pytest.raises(KerasSignError, match="Could not unpack .*outside the destination"):
+        download_dataset("numbers", cache_dir=cache, archive=tarred, force=True)
+    assert not [p for p in tmp_path.rglob("*") if p.name in ("escaped.txt", "absolute.txt")]
+    assert not list(cache.glob(".numbers.partial-*"))
 
 
 def test_without_kagglehub_the_error_names_both_ways(tmp_path, monkeypatch):

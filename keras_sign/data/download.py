@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from keras_sign.data.catalog import cache_root, find_class_root, get_spec
@@ -43,15 +44,14 @@ def _unpack(archive, staging):
     if not archive.is_file():
         raise KerasSignError(f"Archive {archive} does not exist; pass the .zip (or .tar.gz) you downloaded.")
     try:
+        # The format is told from the content, not the suffix shutil would go by, so a download saved
+        # without its ".zip" still unpacks; shutil refuses `filter` for zip files (cpython#112760).
         if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zipped:
-                zipped.extractall(staging)  # zipfile drops absolute paths and ".." itself
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tarred:
-                tarred.extractall(staging, filter="data")  # refuses links and paths leaving the folder
+            shutil.unpack_archive(archive, staging, format="zip")  # skips absolute and ".." members itself
         else:
-            raise ValueError("not a zip or tar archive")
-    except (zipfile.BadZipFile, tarfile.TarError, ValueError, OSError) as error:
+            # tarfile detects gz/bz2/xz itself; "data" refuses links and paths leaving the folder.
+            shutil.unpack_archive(archive, staging, format="tar", filter="data")
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as error:
         raise KerasSignError(f"Could not unpack {archive} ({error}); pass a .zip, .tar, .tar.gz or .tar.xz file.") from None
 
 
