@@ -7,10 +7,14 @@ over everything, so scripts and CI can pin a backend without touching flags.
 """
 
 import importlib.util
+import logging
 import os
+import platform
 import sys
 
 from keras_sign.errors import KerasSignError
+
+log = logging.getLogger("keras_sign")
 
 BACKENDS = ("jax", "tensorflow", "torch")
 CHOICES = ("auto",) + BACKENDS
@@ -34,8 +38,10 @@ def jax_sees_accelerator():
         return False
 
 
-def resolve_backend(requested="auto", environ=os.environ):
+def resolve_backend(requested="auto", environ=os.environ, accelerator=None):
     """Decide the backend without touching anything; return `(backend, reason)`.
+
+    `accelerator`: whether JAX sees a GPU/TPU (None: ask JAX, see `jax_sees_accelerator`).
 
     Example:
         >>> resolve_backend("torch", environ={})
@@ -52,7 +58,7 @@ def resolve_backend(requested="auto", environ=os.environ):
         return from_env, "KERAS_BACKEND is set in the environment"
     if requested != "auto":
         return requested, "requested with --backend"
-    if jax_sees_accelerator():
+    if jax_sees_accelerator() if accelerator is None else accelerator:
         return "jax", "auto: JAX sees a GPU/TPU"
     return "tensorflow", "auto: no GPU/TPU for JAX; TensorFlow trains these CNNs fastest on CPU"
 
@@ -86,3 +92,69 @@ _INSTALL_HINTS = {
     "tensorflow": "pip install tensorflow-cpu",
     "torch": "pip install 'keras-sign[torch]'",
 }
+
+
+def environment_record(backend, reason):
+    """What ran the job: backend and why, library versions, machine."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_sign import __version__
+
+    return {
+        "backend": backend,
+        "backend_reason": reason,
+        "versions": {
+            "keras_sign": __version__,
+            "keras": keras.__version__,
+            backend: sys.modules[backend].__version__,
+            "tensorflow_data": tf.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+    }
+
+
+def configure_runtime(config, backend):
+    """Seed, determinism, mixed precision and data parallelism, before any model exists; return the devices."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()  # tf.data feeds every backend, and TF kernels
+        if backend == "torch":
+            import torch
+
+            torch.use_deterministic_algorithms(True)
+    keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    if backend != "jax":
+        if config.devices != "1":
+            raise KerasSignError(f"--devices {config.devices} needs the JAX backend (keras.distribution); add --backend jax.")
+        return [_default_device(backend)]
+    available = keras.distribution.list_devices()
+    count = len(available) if config.devices == "all" else int(config.devices)
+    keras.distribution.set_distribution(None)
+    if count > 1:
+        if count > len(available):
+            raise KerasSignError(f"--devices {count} asks for more devices than the {len(available)} JAX sees.")
+        if config.batch_size % count:
+            raise KerasSignError(f"--batch-size {config.batch_size} must be a multiple of the {count} devices.")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=available[:count]))
+        log.info("Data parallel over %d devices, %d images each per step.", count, config.batch_size // count)
+    return available[:count]
+
+
+def _default_device(backend):
+    """The device a single-device TensorFlow or PyTorch run trains on, for the run record."""
+    if backend == "torch":
+        import torch
+
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return gpus[0].name if gpus else "cpu"

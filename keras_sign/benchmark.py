@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_sign.runtimes import file_size, load_model_file, model_file
+from keras_sign.runtimes import KerasModel, SavedModel, file_size, load_model_file, model_file, runtime_class
+from keras_sign.tables import markdown_table
 
 log = logging.getLogger("keras_sign")
 
@@ -78,9 +79,8 @@ def benchmark_model(path, threads, runs=RUNS, warmup=WARMUP, batch_size=BATCH_SI
 
 def uses_tensorflow(paths):
     """Whether any of the models runs in TensorFlow: a SavedModel, or a Keras model on that backend."""
-    files = [model_file(path) for path in paths]
-    keras_on_tensorflow = os.environ.get("KERAS_BACKEND") == "tensorflow" and any(f.suffix == ".keras" for f in files)
-    return keras_on_tensorflow or any(f.is_dir() for f in files)
+    runtimes = {runtime_class(model_file(path)) for path in paths}
+    return SavedModel in runtimes or (KerasModel in runtimes and os.environ.get("KERAS_BACKEND") == "tensorflow")
 
 
 def benchmark_models(paths, threads, runs=RUNS, warmup=WARMUP, batch_size=BATCH_SIZE, batches=BATCHES):
@@ -92,14 +92,8 @@ def benchmark_models(paths, threads, runs=RUNS, warmup=WARMUP, batch_size=BATCH_
 
 def benchmark_table(rows, threads, runs=RUNS, batch_size=BATCH_SIZE):
     """The rows as a Markdown table, with how they were measured."""
-    lines = [
-        f"| model | runtime | input | MB | latency median (ms) | p90 (ms) | images/s at batch {batch_size} |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['model']} | {row['runtime']} | {row['input']} | {row['megabytes']:.2f} | "
-            f"{row['latency_ms_median']:.2f} | {row['latency_ms_p90']:.2f} | {row['images_per_second']:.0f} |"
-        )
-    lines.append(f"batch 1 latency over {runs} runs after warm-up; {threads} thread(s)")
-    return "\n".join(lines)
+    header = ["model", "runtime", "input", "MB", "latency median (ms)", "p90 (ms)", f"images/s at batch {batch_size}"]
+    cells = [[row["model"], row["runtime"], row["input"], f"{row['megabytes']:.2f}", f"{row['latency_ms_median']:.2f}",
+              f"{row['latency_ms_p90']:.2f}", f"{row['images_per_second']:.0f}"] for row in rows]
+    return (markdown_table(header, cells, "lllrrrr")
+            + f"\nbatch 1 latency over {runs} runs after warm-up; {threads} thread(s)")

@@ -15,7 +15,7 @@ a bad copy) is not trusted: resume falls back to `best.keras`, or to the start.
 import logging
 
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import atomic_write_bytes, read_csv
+from keras_sign.runs import atomic_write_bytes
 
 log = logging.getLogger("keras_sign")
 
@@ -69,9 +69,7 @@ def load_resumable(run, state):
 
 def finished_history(run, state):
     """`history.csv` rows of the finished epochs: an epoch logged but not checkpointed is trained again."""
-    path = run.file("history.csv")
-    rows = read_csv(path) if path.is_file() else []
-    return [row for row in rows if int(row["epoch"]) <= state["epoch"]]
+    return [row for row in run.read_history() if int(row["epoch"]) <= state["epoch"]]
 
 
 def record_epoch(run, model, state, logs, patience):

@@ -23,10 +23,11 @@ from keras_sign import __version__
 from keras_sign.backend import CHOICES as BACKEND_CHOICES
 from keras_sign.backend import select_backend
 from keras_sign.benchmark import RUNS, WARMUP
-from keras_sign.converters import IO_TYPES, QUANTIZATIONS
+from keras_sign.config import AUGMENT_POLICIES, OPTIMIZERS, SCHEDULES, SPLIT_METHODS
+from keras_sign.export_formats import EXPORT_FORMATS, IO_TYPES, QUANTIZATIONS
 from keras_sign.errors import KerasSignError
-from keras_sign.export import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OUT, FORMATS
-from keras_sign.predict import FORMATS as PREDICTION_FORMATS
+from keras_sign.export import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OUT
+from keras_sign.predict import OUTPUT_FORMATS
 from keras_sign.spelling import DecoderSettings
 from keras_sign.verification import DEFAULT_MIN_AGREEMENT
 
@@ -100,7 +101,7 @@ TRAIN_OPTIONS = [
     click.option("--dataset", help="Named dataset: digits (embedded, default), numbers, alphabet, fingerspelling."),
     click.option("--data-dir", help="Your own folder: ROOT/CLASS/image or ROOT/SIGNER/CLASS/image."),
     click.option("--classes", help="Classes to use: 'all' or a comma-separated list (default: the dataset's own)."),
-    click.option("--split", type=click.Choice(["auto", "stratified", "signer"]), help="How to split train/val/test."),
+    click.option("--split", type=click.Choice(SPLIT_METHODS), help="How to split train/val/test."),
     click.option("--test-signers", help="Signers whose images are the test split (--split signer), e.g. hand3."),
     click.option("--fold", help="Test on fold i of a stratified k-fold, as i/k (--split stratified), e.g. 2/5."),
     click.option("--epochs", type=int),
@@ -111,7 +112,7 @@ TRAIN_OPTIONS = [
                   help="Resize the shorter side to size/0.875 and cut the centre (default: resize the whole image)."),
     click.option("--seed", type=int),
     click.option("--augment/--no-augment", default=None, help="Training augmentation (on by default)."),
-    click.option("--augment-policy", type=click.Choice(["light", "strong"]),
+    click.option("--augment-policy", type=click.Choice(AUGMENT_POLICIES),
                  help="light (default): small affine and contrast; strong: larger, plus colour, mirror, erasing."),
     click.option("--background-augment/--no-background-augment", default=None,
                  help="Replace the plain backdrop behind the hand (black, a wall) by random ones while training."),
@@ -120,10 +121,10 @@ TRAIN_OPTIONS = [
     click.option("--init-from", help="Start from the model of another run folder (same architecture)."),
     click.option("--freeze-backbone", type=int, help="Train only the head for N epochs, then unfreeze everything."),
     click.option("--finetune-lr", type=float, help="Learning rate after unfreezing (default: --lr / 10)."),
-    click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="adam (default, as the study) or adamw."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="adam (default, as the study) or adamw."),
     click.option("--weight-decay", type=float, help="Decoupled weight decay (default 0 for adam, 0.01 for adamw)."),
     click.option("--label-smoothing", type=float, help="Label smoothing of the cross-entropy (default 0)."),
-    click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), help="Learning-rate schedule."),
+    click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
     click.option("--warmup-epochs", type=int, help="Linear learning-rate warm-up before the schedule (default 0)."),
     click.option("--patience", type=int, help="Stop after N epochs without a better validation accuracy."),
     click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 compute, float32 weights."),
@@ -297,7 +298,7 @@ def calibrate(run, max_false_accept, backend):
 @click.argument("model", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per image.")
-@click.option("--format", "output_format", type=click.Choice(PREDICTION_FORMATS), default="table", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the predictions to this file instead of the terminal.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
@@ -579,8 +580,8 @@ def reproduce(configs, out, smoke, backend):
 
 @cli.command()
 @click.argument("run", type=click.Path())
-@click.option("--format", "export_format", type=click.Choice(FORMATS), default="tflite", show_default=True,
-              help="tflite (LiteRT, for Android), onnx, or a TensorFlow SavedModel.")
+@click.option("--format", "export_format", type=click.Choice(list(EXPORT_FORMATS)), default="tflite",
+              show_default=True, help=", ".join(entry.help for entry in EXPORT_FORMATS.values()) + ".")
 @click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
               help="TFLite only: float16 weights; dynamic-range int8 weights; int8 (the most-integer recipe that "
                    "verifies); int8-strict (every op int8, for NPUs).")

@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+from keras_sign import tables
 from keras_sign.errors import KerasSignError
 from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_text, create_empty_folder, read_csv
 
@@ -115,17 +116,12 @@ def run_row(run, label, history):
     }
 
 
-def markdown_table(rows):
+def compare_table(rows):
     """The rows as a Markdown table, numbers right-aligned, unknown figures as `-`."""
-    lines = [
-        "| " + " | ".join(header for _, header, _ in COLUMNS) + " |",
-        "| " + " | ".join("---" if fmt is None else "---:" for _, _, fmt in COLUMNS) + " |",
-    ]
-    for row in rows:
-        cells = ["-" if row[key] is None else str(row[key]) if fmt is None else fmt(row[key])
-                 for key, _, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    cells = [[row[key] if row[key] is None or fmt is None else fmt(row[key]) for key, _, fmt in COLUMNS]
+             for row in rows]
+    return tables.markdown_table([header for _, header, _ in COLUMNS], cells,
+                                 "".join("l" if fmt is None else "r" for _, _, fmt in COLUMNS))
 
 
 def tsne_panels(runs, labels):
@@ -149,7 +145,7 @@ def compare_runs(run_paths, out=None):
     """Compare run folders; write the table and figures into `out`. Returns `(Markdown table, written paths)`.
 
     Example:
-        >>> table, written = compare_runs(["runs/a", "runs/b"], out="runs/compare-ab")
+        table, written = compare_runs(["runs/a", "runs/b"], out="runs/compare-ab")
     """
     from keras_sign import plots
 
@@ -164,7 +160,7 @@ def compare_runs(run_paths, out=None):
         _ensure_evaluated(run)
     histories = [run.read_history() for run in runs]
     rows = [run_row(run, label, history) for run, label, history in zip(runs, labels, histories)]
-    table = markdown_table(rows)
+    table = compare_table(rows)
 
     written = [
         atomic_write_csv(out / "compare.csv", [key for key, _, _ in COLUMNS],

@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_sign.errors import KerasSignError
 from keras_sign.evaluation import CONFUSION_CORNER
+from keras_sign.tables import markdown_table
 from keras_sign.runs import (FolderLock, RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text,
                              read_csv)
 
@@ -79,13 +80,11 @@ def summarize(names, runs):
 
 
 def markdown(summary):
-    lines = ["| fold | test images | accuracy | macro F1 |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {f['fold']} | {f['test_images']} | {f['accuracy']:.3f} | {f['macro_f1']:.3f} |"
-              for f in summary["folds"]]
+    rows = [[f["fold"], f["test_images"], f"{f['accuracy']:.3f}", f"{f['macro_f1']:.3f}"] for f in summary["folds"]]
     accuracy, f1 = summary["accuracy"], summary["macro_f1"]
-    lines.append(f"| mean +- std | {sum(f['test_images'] for f in summary['folds'])} | "
-                 f"{accuracy['mean']:.3f} +- {accuracy['std']:.3f} | {f1['mean']:.3f} +- {f1['std']:.3f} |")
-    return "\n".join(lines) + "\n"
+    rows.append(["mean +- std", sum(f["test_images"] for f in summary["folds"]),
+                 f"{accuracy['mean']:.3f} +- {accuracy['std']:.3f}", f"{f1['mean']:.3f} +- {f1['std']:.3f}"])
+    return markdown_table(["fold", "test images", "accuracy", "macro F1"], rows, "lrrr") + "\n"
 
 
 def crossval(config, folds, backend, reason):

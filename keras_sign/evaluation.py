@@ -39,14 +39,15 @@ AVERAGES = ("macro avg", "weighted avg")
 CONFUSION_CORNER = "true\\predicted"
 
 
-def penultimate_model(model):
-    """`model` with two outputs: the input of its last Dense layer (the features the classifier
-    separates: MobileNetV3's 1024-d hidden layer, the pooled features of ResNet and ShuffleNetV2)
-    and its class probabilities, so one pass over the images yields both."""
+def penultimate_model(model, arch):
+    """`model` (a registered `arch`) with two outputs: the features its classifier separates (the
+    spec's `embedding_layer`: MobileNetV3's 1024-d hidden layer, the pooled features of ResNet and
+    ShuffleNetV2) and its class probabilities, so one pass over the images yields both."""
     import keras
 
-    last_dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
-    return keras.Model(model.input, [last_dense.input, model.output])
+    from keras_sign.models.registry import get_spec
+
+    return keras.Model(model.input, [model.get_layer(get_spec(arch).embedding_layer).output, model.output])
 
 
 def predict(model, dataset):
@@ -196,7 +197,7 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     `(metrics, report text, written paths)`.
 
     Example:
-        >>> metrics, report, written = evaluate_run("runs/digits-mobilenetv3_small-20261125-203937")
+        metrics, report, written = evaluate_run("runs/digits-mobilenetv3_small-20261125-203937")
     """
     from keras_sign import plots
     from keras_sign.data.pipeline import make_dataset
@@ -211,7 +212,7 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     suffix = output_suffix(run, data_dir, name, source, tta)
     dataset = make_dataset([root / p for p in paths], labels, len(class_names), info["image_size"], batch_size,
                            info.get("center_crop", False), orientations)
-    model = penultimate_model(run.load_model())
+    model = penultimate_model(run.load_model(), info["arch"])
     y_true, (features, probabilities) = predict(model, dataset)
     if tta:  # the mean of the image's and its mirror image's probabilities (a left-handed signer's sign)
         mirrored = dataset.map(lambda images, labels: (images[:, :, ::-1], labels))

@@ -36,17 +36,14 @@ import numpy as np
 from keras_sign import __version__
 from keras_sign.backend import select_backend
 from keras_sign.calibration import read_calibration
-from keras_sign.converters import IO_TYPES, QUANTIZATIONS, converter_record, to_onnx, to_saved_model, to_tflite
+from keras_sign.export_formats import EXPORT_FORMATS, IO_TYPES, QUANTIZATIONS, Conversion
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable
-from keras_sign.runtimes import file_size, load_model_file
-from keras_sign.verification import DEFAULT_MIN_AGREEMENT, compare_predictions, pooled_verification
+from keras_sign.runs import RunFolder, atomic_write_json, atomic_write_text, check_writable
+from keras_sign.runtimes import file_size, predict_in_batches
+from keras_sign.verification import DEFAULT_MIN_AGREEMENT, pooled_verification
 
 log = logging.getLogger("keras_sign")
 
-FORMATS = ("tflite", "onnx", "saved_model")
-MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx", "saved_model": "saved_model"}
-RUNTIME_PACKAGES = {"tflite": "ai-edge-litert", "onnx": "onnxruntime", "saved_model": "tensorflow-cpu"}
 DEFAULT_OUT = "exports"
 DEFAULT_CALIBRATION_IMAGES = 100  # measured: all 320 training images of the sample calibrated no better
 SELECTION_IMAGES = 500  # most images an int8 recipe is chosen on
@@ -64,12 +61,15 @@ QUANTIZATION_MEANING = {
 
 def check_options(export_format, quantize, io_type, calibration_images, min_agreement):
     """Refuse option values that cannot work, before anything is loaded."""
-    if export_format not in FORMATS:
-        raise KerasSignError(f"Unknown export format '{export_format}'; choose one of {', '.join(FORMATS)}.")
+    if export_format not in EXPORT_FORMATS:
+        raise KerasSignError(f"Unknown export format '{export_format}'; choose one of {', '.join(EXPORT_FORMATS)}.")
     if quantize not in QUANTIZATIONS:
         raise KerasSignError(f"Unknown quantization '{quantize}'; choose one of {', '.join(QUANTIZATIONS)}.")
-    if quantize != "none" and export_format != "tflite":
-        raise KerasSignError(f"--quantize {quantize} is for TFLite; export {export_format} with --quantize none.")
+    allowed = EXPORT_FORMATS[export_format].quantizations
+    if quantize not in allowed:
+        takers = " or ".join(entry.title for entry in EXPORT_FORMATS.values() if quantize in entry.quantizations)
+        raise KerasSignError(
+            f"--quantize {quantize} is for {takers}; export {export_format} with --quantize {' or '.join(allowed)}.")
     if io_type not in IO_TYPES:
         raise KerasSignError(f"Unknown input/output type '{io_type}'; choose one of {', '.join(IO_TYPES)}.")
     if calibration_images < 1:
@@ -90,8 +90,9 @@ def export_run(run_path, export_format="tflite", quantize="none", out=DEFAULT_OU
 
     Args:
         run_path: a finished run folder.
-        export_format: "tflite", "onnx" or "saved_model".
-        quantize: "none", "float16", "dynamic" or "int8" (TFLite only).
+        export_format: a name in `EXPORT_FORMATS`: "tflite", "onnx" or "saved_model".
+        quantize: one of the format's quantizations: "none", or for TFLite "float16", "dynamic", "int8" or
+            "int8-strict".
         out: the folder that receives the bundle folder.
         io_type: input/output type of an int8 model, "uint8" or "float32".
         calibration_images: training images an int8 model is calibrated on (a seeded sample).
@@ -103,8 +104,8 @@ def export_run(run_path, export_format="tflite", quantize="none", out=DEFAULT_OU
         verification is kept, with `verified: false`.
 
     Example:
-        >>> record = export_run("runs/digits-mobilenetv3_small-20261125-203937", quantize="int8")
-        >>> record["verified"], record["verification"]["agreement"]
+        record = export_run("runs/digits-mobilenetv3_small-20261125-203937", quantize="int8")
+        record["verified"], record["verification"]["agreement"]
         (True, 1.0)
     """
     options = dict(run_path=str(run_path), export_format=export_format, quantize=quantize, out=str(out),
@@ -177,52 +178,32 @@ def decode_rows(rows, info):
 
 
 def _predict(keras_model, exported, images):
-    """Keras' and the export's probabilities on the same uint8 images, one batch at a time."""
-    reference, outputs = [], []
-    for start in range(0, len(images), VERIFY_BATCH):
-        batch = images[start:start + VERIFY_BATCH]
-        reference.append(np.asarray(keras_model.predict_on_batch(batch.astype(np.float32))))
-        outputs.append(exported.predict(batch))
-    return np.concatenate(reference), np.concatenate(outputs)
+    """Keras' and the export's probabilities on the same uint8 images."""
+    reference = predict_in_batches(lambda batch: keras_model.predict_on_batch(batch.astype(np.float32)), images,
+                                   VERIFY_BATCH)
+    return reference, predict_in_batches(exported.predict, images, VERIFY_BATCH)
 
 
-def _tflite_metadata(info, run_path, class_names):
-    from keras_sign.tflite_metadata import image_metadata
-
+def _model_card(info, run_path, class_names):
+    """What a format that describes itself (TFLite metadata) says of the model."""
     shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
-    return image_metadata(
-        name=f"{info['arch']} sign classifier ({info['dataset']})",
-        description=(f"Classifies a photo of a hand sign into {len(class_names)} classes ({shown}). Input: RGB "
-                     f"{info['image_size']}x{info['image_size']}, pixels 0-255 (normalisation is inside the model)."),
-        version=Path(run_path).name, author=f"keras-sign {__version__}", license_text=None,
-        image_size=info["image_size"],
-    )
+    return {
+        "name": f"{info['arch']} sign classifier ({info['dataset']})",
+        "description": (f"Classifies a photo of a hand sign into {len(class_names)} classes ({shown}). Input: RGB "
+                        f"{info['image_size']}x{info['image_size']}, pixels 0-255 (normalisation is inside the "
+                        "model)."),
+        "version": Path(run_path).name, "author": f"keras-sign {__version__}", "image_size": info["image_size"],
+    }
 
 
-def _convert(model, export_format, quantize, io_type, pools, path, info, run_path, class_names, min_agreement):
-    """Write the model file; return the converter record for `model.json` (with the int8 recipe)."""
-    from keras_sign.tflite_metadata import add_metadata
-
-    record = converter_record(export_format)
-    if export_format == "onnx":
-        record["opset"] = to_onnx(model, path)
-    elif export_format == "saved_model":
-        to_saved_model(model, path)
-    else:
-        if quantize.startswith("int8"):
-            from keras_sign.quantization import choose_int8
-
-            calibration = decode_rows(pools["calibration"], info)[0]
-            # A run too small to hold images back chooses on its calibration images (said in the record).
-            selection = decode_rows(pools["selection"], info)[0] if pools["selection"] else calibration
-            tflite, record["int8"] = choose_int8(model, calibration, selection, min_agreement, io_type,
-                                                 strict=quantize == "int8-strict")
-        else:
-            tflite = to_tflite(model, quantize)
-        labels = "".join(f"{name}\n" for name in class_names).encode("utf-8")
-        atomic_write_bytes(path, add_metadata(tflite, _tflite_metadata(info, run_path, class_names),
-                                              {"labels.txt": labels}))
-    return record
+def _conversion(quantize, io_type, min_agreement, pools, info, run_path, class_names):
+    """What the format's `convert` gets: the options, the model card and, for int8, the decoded images."""
+    calibration = decode_rows(pools["calibration"], info)[0] if pools["calibration"] else None
+    # A run too small to hold images back chooses on its calibration images (said in the record).
+    selection = decode_rows(pools["selection"], info)[0] if pools["selection"] else calibration
+    return Conversion(quantize=quantize, io_type=io_type, class_names=class_names,
+                      model_card=_model_card(info, run_path, class_names), min_agreement=min_agreement,
+                      calibration=calibration, selection=selection)
 
 
 def _tensor_record(runtime, which, shape):
@@ -234,14 +215,6 @@ def _tensor_record(runtime, which, shape):
         scale, zero_point = details["quantization"]
         record["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
     return record
-
-
-def _metadata_record(path):
-    """What the .tflite's metadata holds, read back from the file."""
-    from keras_sign.tflite_metadata import read_metadata
-
-    metadata = read_metadata(path.read_bytes())
-    return {key: metadata[key] for key in ("name", "min_parser_version", "mean", "std", "label_files")}
 
 
 def _file_record(path):
@@ -274,14 +247,15 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
     staging = out / f".{bundle.name}.tmp-{os.getpid()}"  # beside the bundle, so that it can be renamed into place
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    file_format = EXPORT_FORMATS[export_format]
     try:
-        model_path = staging / MODEL_FILES[export_format]
+        model_path = staging / file_format.file_name
         log.info("Converting %s to %s (%s) under TensorFlow.", run.path, export_format, quantize)
         started = time.time()
-        converter = _convert(model, export_format, quantize, io_type, pools, model_path, info, run.path, class_names,
-                             min_agreement)
+        converter = file_format.convert(model, model_path, _conversion(quantize, io_type, min_agreement, pools, info,
+                                                                       run.path, class_names))
         converter["seconds"] = round(time.time() - started, 1)
-        exported = load_model_file(model_path)
+        exported = file_format.runtime(model_path)
         sets = {"test": decode_rows(list(zip(test.paths, test.labels, test.orientations or [1] * len(test.paths))),
                                     info)}
         if len(test.paths) < EXTRA_VERIFICATION_BELOW and pools["extra"]:
@@ -290,14 +264,14 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
                                                                  for name, (_, labels) in sets.items()))
         results = {name: (*_predict(model, exported, images), labels) for name, (images, labels) in sets.items()}
         verification = pooled_verification(results, quantize != "none", min_agreement)
-        runtime_package = RUNTIME_PACKAGES[export_format]
+        package = file_format.package
         verification.update(
             reference=f"Keras {keras.__version__} (tensorflow backend) on the same decoded images",
-            runtime=f"{exported.runtime} ({runtime_package} {importlib.metadata.version(runtime_package)})",
+            runtime=f"{exported.runtime} ({package} {importlib.metadata.version(package)})",
         )
         record = {
             "format": export_format,
-            "file": MODEL_FILES[export_format],
+            "file": file_format.file_name,
             **_file_record(model_path),
             "input": {"name": exported.input_name, **_tensor_record(exported, "input", exported.input_shape),
                       "layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255],
@@ -306,11 +280,12 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
                        "meaning": "softmax class probabilities, in labels.txt order"},
             "classes": class_names,
             "labels_file": "labels.txt",
-            "labels_embedded": export_format == "tflite",
+            "labels_embedded": file_format.read_metadata is not None,
             # temperature and reject threshold fitted on validation (keras-sign calibrate): apps compute
             # softmax(log(p) / temperature) and call an answer below the threshold unsure
             **({"calibration": calibration} if (calibration := read_calibration(run)) else {}),
-            **({"tflite_metadata": _metadata_record(model_path)} if export_format == "tflite" else {}),
+            **({f"{export_format}_metadata": file_format.read_metadata(model_path)} if file_format.read_metadata
+               else {}),
             "preprocessing": {
                 "image_size": info["image_size"],
                 "center_crop": bool(info.get("center_crop", False)),

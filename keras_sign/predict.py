@@ -23,7 +23,7 @@ from keras_sign.errors import KerasSignError
 
 log = logging.getLogger("keras_sign")
 
-FORMATS = ("table", "jsonl", "csv")
+OUTPUT_FORMATS = ("table", "jsonl", "csv")
 BATCH_SIZE = 64
 
 
@@ -97,7 +97,7 @@ def format_rows(rows, output_format):
         writer.writerows(cells)
         return buffer.getvalue()
     if output_format != "table":
-        raise KerasSignError(f"Unknown format '{output_format}'; choose one of {', '.join(FORMATS)}.")
+        raise KerasSignError(f"Unknown format '{output_format}'; choose one of {', '.join(OUTPUT_FORMATS)}.")
     widths = [max(len(str(line[i])) for line in [header, *cells]) for i in range(len(header))]
     return "".join(
         "  ".join(str(cell).ljust(width) if i == 0 else str(cell).rjust(width)

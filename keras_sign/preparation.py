@@ -1,4 +1,4 @@
-"""Before training: scan and split the data, choose the starting weights, create or reopen the run folder.
+"""Before training: scan and split the data, create or reopen the run folder.
 
 Everything here is written to the run folder before the first epoch, so a run
 that is resumed trains on exactly the split, normalisation and weights source
@@ -6,16 +6,10 @@ it started with.
 """
 
 import logging
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
-
-from keras_sign import __version__
+from keras_sign.backend import environment_record
 from keras_sign.checkpoints import read_state
 from keras_sign.config import config_to_yaml, load_config
 from keras_sign.data.catalog import scan_dataset
@@ -23,83 +17,9 @@ from keras_sign.data.pipeline import channel_mean_std
 from keras_sign.data.split import SPLITS, choose_method, make_split
 from keras_sign.errors import KerasSignError
 from keras_sign.models import canonical_name
-from keras_sign.models.pretrained import (
-    KERAS_APPLICATIONS_MEAN, KERAS_APPLICATIONS_STD, copy_matching_weights, is_keras_applications_source,
-    load_starting_weights,
-)
-from keras_sign.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from keras_sign.runs import FolderLock, RunFolder, atomic_write_text, check_new_folder, default_run_path
 
 log = logging.getLogger("keras_sign")
-
-
-def environment_record(backend, reason):
-    """What ran the job: backend and why, library versions, machine."""
-    import tensorflow as tf
-
-    return {
-        "backend": backend,
-        "backend_reason": reason,
-        "versions": {
-            "keras_sign": __version__,
-            "keras": keras.__version__,
-            backend: sys.modules[backend].__version__,
-            "tensorflow_data": tf.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
-    }
-
-
-def starting_point(config, arch):
-    """Where the weights start and which normalisation goes with them.
-
-    Returns a dict: `description`, `normalization` (its source), `mean`/`std` (None: compute them
-    on the training split), `padding` (the model's, see `build_model`) and `fill(model)`, which loads
-    the weights and returns the layers it left.
-    """
-    if config.weights != "none" and is_keras_applications_source(config.weights):
-        return {
-            "description": f"{config.weights} weights (keras.applications)",
-            "normalization": "[-1, 1] (keras.applications' weights expect it)",
-            "mean": KERAS_APPLICATIONS_MEAN,
-            "std": KERAS_APPLICATIONS_STD,
-            "padding": "same",
-            "fill": lambda model: load_starting_weights(model, arch, config.weights),
-        }
-    if config.weights != "none":
-        return {
-            "description": f"{config.weights} weights",
-            "normalization": "ImageNet (the pretrained weights expect it)",
-            "mean": IMAGENET_MEAN,
-            "std": IMAGENET_STD,
-            "padding": "torch",
-            "fill": lambda model: load_starting_weights(model, arch, config.weights),
-        }
-    if config.init_from:
-        source = RunFolder.open(config.init_from)
-        info = source.read_json("run.json")
-        if info["arch"] != arch:
-            raise KerasSignError(
-                f"--init-from {config.init_from} holds a {info['arch']} model, not {arch}; pass --arch {info['arch']}."
-            )
-        return {
-            "description": f"the model of run {config.init_from}",
-            "normalization": f"copied from run {config.init_from}",
-            "mean": info["normalization"]["mean"],
-            "std": info["normalization"]["std"],
-            "padding": info.get("padding", "torch"),
-            "fill": lambda model: copy_matching_weights(source.load_model(), model),
-        }
-    return {
-        "description": "random initialisation",
-        "normalization": "training split",
-        "mean": None,
-        "std": None,
-        "padding": "torch",
-        "fill": lambda model: [],
-    }
 
 
 def scan_and_split(config):
@@ -121,8 +41,9 @@ def scan_and_split(config):
     return table, method, assignment, counts
 
 
-def new_run(config, backend, backend_reason, held):
-    """Scan and split the data, create the run folder and write everything known before training.
+def new_run(config, backend, backend_reason, start, held):
+    """Scan and split the data, create the run folder and write everything known before training
+    (`start` is the run's `StartingPoint`).
 
     The run folder is locked for this process until `held` (a `contextlib.ExitStack`) closes.
     """
@@ -131,14 +52,13 @@ def new_run(config, backend, backend_reason, held):
     out = check_new_folder(config.out or default_run_path(dataset_name, arch), "Run folder")  # before the long scan
     table, method, assignment, counts = scan_and_split(config)
 
-    start = starting_point(config, arch)
     run = RunFolder.create(out, dataset_name, arch, held)
     log.info("Run folder: %s", run.path)
     atomic_write_text(run.file("config.yaml"), config_to_yaml(config))
     run.write_json("classes.json", table.class_names)
     run.write_split(table.records, assignment)
 
-    mean, std = start["mean"], start["std"]
+    mean, std = start.mean, start.std
     if mean is None:
         train = [r for r, a in zip(table.records, assignment) if a == "train"]
         mean, std = channel_mean_std([table.root / r.path for r in train], config.image_size, config.center_crop,
@@ -155,9 +75,9 @@ def new_run(config, backend, backend_reason, held):
         "rotated_files": sum(r.orientation != 1 for r in table.records),
         "image_size": config.image_size,
         "center_crop": config.center_crop,
-        "start": start["description"],
-        "normalization": {"source": start["normalization"], "mean": list(mean), "std": list(std)},
-        "padding": start["padding"],
+        "start": start.description,
+        "normalization": {"source": start.normalization, "mean": list(mean), "std": list(std)},
+        "padding": start.padding,
         **environment_record(backend, backend_reason),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "total_seconds": 0.0,
@@ -188,7 +108,8 @@ def open_for_resume(config, backend, held):
             f"{config.epochs}. Resume without --epochs, or start a new run with --init-from {run.path}."
         )
     state = read_state(run)
-    if state["epoch"] >= config.epochs or state["stopped_early"]:
+    # A run killed after its last checkpoint (while it saved, calibrated or evaluated) is finished without training.
+    if (state["epoch"] >= config.epochs or state["stopped_early"]) and record.get("status") == "finished":
         raise KerasSignError(
             f"{run.path} has already trained {state['epoch']} epoch(s)"
             f"{' and stopped early' if state['stopped_early'] else ''}; pass a larger --epochs to train on."

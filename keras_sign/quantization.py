@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from keras_sign.converters import quiet_native_output, to_tflite
+from keras_sign.export_formats import quiet_native_output, to_tflite
 
 log = logging.getLogger("keras_sign")
 
@@ -39,13 +39,12 @@ DEBUG_IMAGES = 50  # calibration images the debugger measures each layer's error
 
 def tflite_predict(model_bytes, images, batch=32):
     """Probabilities of a TFLite model (bytes) on uint8 images, in LiteRT as an app runs it."""
-    from keras_sign.runtimes import TFLiteModel
+    from keras_sign.runtimes import TFLiteModel, predict_in_batches
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as file:
         file.write(model_bytes)
         file.flush()
-        runtime = TFLiteModel(file.name)
-        return np.concatenate([runtime.predict(images[i:i + batch]) for i in range(0, len(images), batch)])
+        return predict_in_batches(TFLiteModel(file.name).predict, images, batch)
 
 
 def noise_stability(keras_model, images, reference, seed=0):

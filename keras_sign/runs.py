@@ -13,6 +13,7 @@ Python as strings with surrogate escapes; text files here are written and read
 with the same escapes, so such a name survives split.csv byte for byte.
 """
 
+import contextlib
 import csv
 import errno
 import fcntl
@@ -37,20 +38,31 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path, data):
-    """Write `data` to `path` so readers see either the old file or the whole new one; return `path`."""
+@contextlib.contextmanager
+def replaced_atomically(path):
+    """Yield a temporary path beside `path`, renamed onto `path` when the block succeeds, removed otherwise.
+
+    Readers see either the old file or the whole new one. The temporary name is hidden, unique, and
+    ends in `path`'s own name, since Keras insists on `.keras` and `.weights.h5` suffixes.
+    """
     path = Path(path)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=f".tmp.{path.name}")
+    os.close(handle)
+    tmp = Path(tmp)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to `path` so readers see either the old file or the whole new one; return `path`."""
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
     return path
 
 
@@ -107,8 +119,8 @@ class FolderLock:
     and start time into the file, so a second writer is told who holds the folder.
 
     Example:
-        >>> with FolderLock("runs/digits"):
-        ...     pass  # write the folder
+        with FolderLock("runs/digits"):
+                pass  # write the folder
     """
 
     def __init__(self, folder, what="Run folder"):
@@ -276,16 +288,12 @@ class RunFolder:
         """
         final = self.file(name)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.stem}-{os.getpid()}.tmp.keras")
         if not optimizer:
             import keras
 
             model = keras.Model(model.input, model.output, name=model.name)
-        try:
+        with replaced_atomically(final) as tmp:
             model.save(tmp)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def load_model(self, name="model.keras", compile=False):
         """A model file of the run; `compile=True` also restores its optimizer state (same backend only)."""

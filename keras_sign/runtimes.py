@@ -133,22 +133,38 @@ class KerasModel:
         return np.asarray(self.model.predict_on_batch(np.asarray(images, dtype=np.float32)))
 
 
-RUNTIMES = {".tflite": TFLiteModel, ".onnx": OnnxModel, ".keras": KerasModel}
+def predict_in_batches(predict, images, batch_size=32):
+    """`predict` (a runtime's, or a Keras model's `predict_on_batch`) over an array of images, a batch at a time."""
+    return np.concatenate([np.asarray(predict(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+
+
+def runtime_class(path):
+    """The class that runs a model file or folder (a `.keras` file or an export format's), or None."""
+    from keras_sign.export_formats import EXPORT_FORMATS  # export_formats imports this module
+
+    path = Path(path)
+    if path.is_file() and path.suffix == ".keras":
+        return KerasModel
+    return next((entry.runtime for entry in EXPORT_FORMATS.values() if entry.holds(path)), None)
 
 
 def model_file(path):
     """The model file a path stands for: itself, a run folder's `model.keras`, or an export bundle's model."""
+    from keras_sign.export_formats import EXPORT_FORMATS
+
     path = Path(path)
-    if path.is_dir():
-        if (path / "model.json").is_file():  # an export bundle
-            return path / json.loads((path / "model.json").read_text())["file"]
-        if (path / "saved_model.pb").is_file() or (path / "model.keras").is_file():
-            return path if (path / "saved_model.pb").is_file() else path / "model.keras"
-    if path.is_file() and path.suffix in RUNTIMES:
+    if (path / "model.json").is_file():  # an export bundle
+        path = path / json.loads((path / "model.json").read_text())["file"]
+    if runtime_class(path) is not None:
         return path
+    if (path / "model.keras").is_file():  # a run folder
+        return path / "model.keras"
+    formats = EXPORT_FORMATS.values()
+    suffixes = [".keras", *(entry.suffix for entry in formats if not entry.folder_marker)]
+    folders = "".join(f", a {entry.title} folder" for entry in formats if entry.folder_marker)
     raise KerasSignError(
-        f"{path} is not a model file to run; pass a .keras, .tflite or .onnx file, a SavedModel folder, a run "
-        "folder or an export bundle."
+        f"{path} is not a model file to run; pass a {', '.join(suffixes[:-1])} or {suffixes[-1]} file{folders}, "
+        "a run folder or an export bundle."
     )
 
 
@@ -163,5 +179,4 @@ def file_size(path):
 def load_model_file(path, threads=None):
     """A runnable model (see the module docstring) for any path `model_file` accepts."""
     path = model_file(path)
-    runtime = SavedModel if path.is_dir() else RUNTIMES[path.suffix]
-    return runtime(path, threads)
+    return runtime_class(path)(path, threads)

@@ -17,11 +17,15 @@ import keras
 from keras_sign.checkpoints import finished_history, load_resumable, read_state, record_epoch, remove_leftovers
 from keras_sign.data.pipeline import batches, decoded_images, epoch_seed
 from keras_sign.data.split import SPLITS
-from keras_sign.errors import KerasSignError
 from keras_sign.calibration import MIN_CALIBRATION_IMAGES, calibrate_run
+from keras_sign.errors import KerasSignError
 from keras_sign.evaluation import evaluate_run
-from keras_sign.models import build_model
-from keras_sign.preparation import new_run, open_for_resume, starting_point
+from keras_sign.backend import configure_runtime
+from keras_sign.models import build_model, canonical_name
+from keras_sign.models.registry import get_spec
+from keras_sign.models.starting_weights import starting_point
+from keras_sign.preparation import new_run, open_for_resume
+from keras_sign.progress import progress_bar
 from keras_sign.runs import atomic_write_csv
 from keras_sign.schedules import WarmupSchedule
 
@@ -60,6 +64,27 @@ class HistoryWriter(keras.callbacks.Callback):
                  logs["images_per_second"])
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """A bar over the training steps of each epoch, with the running loss and accuracy (terminals only)."""
+
+    def __init__(self, epochs, steps_per_epoch):
+        super().__init__()
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = progress_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}", unit="step")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        if logs and not self.bar.disable:
+            self.bar.set_postfix({key: f"{float(logs[key]):.4g}" for key in ("loss", "accuracy") if key in logs},
+                                 refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()  # before HistoryWriter logs the epoch's line
+
+
 def _round(value):
     return "" if value is None else float(f"{float(value):.6g}")  # significant digits: rates can be 1e-7
 
@@ -81,15 +106,15 @@ def compile_model(model, config, peak_lr, phase_steps, warmup_steps=0):
     )
 
 
-def head_layer_names(model):
-    """The classifier: every layer after the global pooling (`avgpool`) of a registry model."""
+def head_layer_names(model, arch):
+    """The classifier: every layer after the global pooling (the spec's `pool_layer`) of a registered `arch`."""
     names = [layer.name for layer in model.layers]
-    return set(names[names.index("avgpool") + 1:])
+    return set(names[names.index(get_spec(arch).pool_layer) + 1:])
 
 
-def set_backbone_trainable(model, trainable):
+def set_backbone_trainable(model, arch, trainable):
     """Freeze or unfreeze everything but the head; frozen batch norm runs in inference mode in Keras."""
-    head = head_layer_names(model)
+    head = head_layer_names(model, arch)
     for layer in model.layers:
         if layer.name not in head:
             layer.trainable = trainable
@@ -118,58 +143,17 @@ def fit_epochs(model, config, run, data, history, state, callbacks=()):
             break
         first, end, peak, trainable = phase_of(config, epoch)
         if epoch == first or not model.compiled:
-            set_backbone_trainable(model, trainable)
+            set_backbone_trainable(model, config.arch, trainable)
             if not trainable:
                 log.info("Training the head only for %d epoch(s).", end - first)
             compile_model(model, config, peak, (end - first) * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
         result = model.fit(
             data["train_batches"](epoch), validation_data=data["val"], initial_epoch=epoch, epochs=epoch + 1,
-            callbacks=[history, *callbacks], verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
+            callbacks=[EpochProgress(config.epochs, steps_per_epoch), history, *callbacks], verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
         )
         logs = {key: values[-1] for key, values in result.history.items()}
         state = record_epoch(run, model, state, logs, config.patience)
     return state
-
-
-def configure_runtime(config, backend):
-    """Seed, determinism, mixed precision and data parallelism, before any model exists; return the device count."""
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()  # tf.data feeds every backend, and TF kernels
-        if backend == "torch":
-            import torch
-
-            torch.use_deterministic_algorithms(True)
-    keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
-    if backend != "jax":
-        if config.devices != "1":
-            raise KerasSignError(f"--devices {config.devices} needs the JAX backend (keras.distribution); add --backend jax.")
-        return [_default_device(backend)]
-    available = keras.distribution.list_devices()
-    count = len(available) if config.devices == "all" else int(config.devices)
-    keras.distribution.set_distribution(None)
-    if count > 1:
-        if count > len(available):
-            raise KerasSignError(f"--devices {count} asks for more devices than the {len(available)} JAX sees.")
-        if config.batch_size % count:
-            raise KerasSignError(f"--batch-size {config.batch_size} must be a multiple of the {count} devices.")
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=available[:count]))
-        log.info("Data parallel over %d devices, %d images each per step.", count, config.batch_size // count)
-    return available[:count]
-
-
-def _default_device(backend):
-    """The device a single-device TensorFlow or PyTorch run trains on, for the run record."""
-    if backend == "torch":
-        import torch
-
-        return f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    return gpus[0].name if gpus else "cpu"
 
 
 def _decoded_split(files, config):
@@ -206,10 +190,11 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
     started = time.time()
     devices = configure_runtime(config, backend)
     with contextlib.ExitStack() as held:  # this process alone writes the run folder until training ends
+        start = starting_point(config, canonical_name(config.arch))
         if resume:
             run, record = open_for_resume(config, backend, held)
         else:
-            run, record = new_run(config, backend, backend_reason, held)
+            run, record = new_run(config, backend, backend_reason, start, held)
         record["devices"] = [str(device) for device in devices]
         record["dtype_policy"] = keras.config.dtype_policy().name
         class_names = run.read_json("classes.json")
@@ -221,15 +206,14 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
         if model is not None:
             log.info("Resuming %s after epoch %d of %d.", run.path, state["epoch"], config.epochs)
         else:
-            start = starting_point(config, record["arch"])
             normalization = record["normalization"]
             model = build_model(
                 record["arch"], len(class_names), config.image_size, normalization["mean"], normalization["std"],
                 config.dropout, config.bn_momentum, padding=record["padding"],
             )
-            fresh = start["fill"](model)
+            fresh = start.fill(model)
             if fresh:
-                log.info("Starting from %s; new initial weights for %s.", start["description"], ", ".join(fresh))
+                log.info("Starting from %s; new initial weights for %s.", start.description, ", ".join(fresh))
         history = HistoryWriter(run.file("history.csv"), len(files["train"].paths), config.epochs,
                                 finished_history(run, state))
         state = fit_epochs(model, config, run, data, history, state, callbacks)

@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_sign.errors import KerasSignError
 from keras_sign.runs import atomic_write_csv, atomic_write_text
-from keras_sign.spelling import SpellingDecoder, has_control_classes
+from keras_sign.spelling import has_control_classes
 
 log = logging.getLogger("keras_sign")
 

@@ -11,6 +11,8 @@ and its largest difference is reported.
 
 import numpy as np
 
+from keras_sign.tables import markdown_table
+
 FLOAT32_MAX_DIFF = 1e-4
 DEFAULT_MIN_AGREEMENT = 0.99
 
@@ -58,16 +60,17 @@ def compare_predictions(reference, exported, labels, quantized, min_agreement=DE
 def verification_table(result, export_name, keras_name="Keras"):
     """A Markdown table of a verification (a row pair per image set, then the pooled one), then the verdict."""
     verdict = "verified" if result["verified"] else "NOT verified: " + "; ".join(result["failures"])
-    lines = ["| images | model | top-1 accuracy | top-1 agreement | max abs diff |", "| --- | --- | ---: | ---: | ---: |"]
     sets = result.get("sets") or {result.get("split", "test"): result}
     shown = list(sets.items()) + ([("pooled", result)] if len(sets) > 1 else [])
+    rows = []
     for name, figures in shown:
-        lines += [
-            f"| {figures['images']} {name} | {keras_name} | {figures['keras_accuracy']:.3f} | | |",
-            f"| | {export_name} | {figures['export_accuracy']:.3f} | {figures['agreement']:.3f} | "
-            f"{figures['max_abs_diff']:.2g} |",
+        rows += [
+            [f"{figures['images']} {name}", keras_name, f"{figures['keras_accuracy']:.3f}", "", ""],
+            ["", export_name, f"{figures['export_accuracy']:.3f}", f"{figures['agreement']:.3f}",
+             f"{figures['max_abs_diff']:.2g}"],
         ]
-    return "\n".join([*lines, f"{verdict} (rule: {result['rule']}, on {result['images']} images)"])
+    table = markdown_table(["images", "model", "top-1 accuracy", "top-1 agreement", "max abs diff"], rows, "llrrr")
+    return f"{table}\n{verdict} (rule: {result['rule']}, on {result['images']} images)"
 
 
 def pooled_verification(results, quantized, min_agreement=DEFAULT_MIN_AGREEMENT):

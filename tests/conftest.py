@@ -1,5 +1,7 @@
 """Shared fixtures: real images from ../shared/data (skipped with a reason when absent) and the sample."""
 
+import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +13,12 @@ import pytest
 # In-process tests share one backend; every backend gets its own process in test_end_to_end.py.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Two xdist workers share the cores: one compute thread each (TensorFlow, PyTorch; the processes tests start
+# inherit it) instead of every process starting a thread per core that then fight.
+for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+collect_ignore = ["parity/make_fixtures.py"]  # a script for a torchvision environment, not a test module
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("KERAS_SIGN_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -47,6 +55,21 @@ def copy_subset(source, target, classes, per_class):
 def small_digits(tmp_path):
     """3 classes x 10 real photos of the embedded sample, for quick training runs."""
     return copy_subset(SAMPLE, tmp_path / "digits3", ["0", "1", "2"], 10)
+
+
+def built_once(tmp_path_factory, worker_id, name, build):
+    """`build(folder)` (a dict of JSON values) made once per test session, whichever xdist workers ask:
+    the first builds it into a folder they share, under a lock; the others wait and read it back."""
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared if worker_id == "master" else shared.parent  # the session's folder above the workers'
+    folder, done = shared / name, shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed left
+            folder.mkdir()
+            done.write_text(json.dumps(build(folder)))
+    return json.loads(done.read_text())
 
 
 def run_cli(*args, backend=None, cwd=None):

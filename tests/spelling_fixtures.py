@@ -1,14 +1,15 @@
 """A model trained here that spells, and a clip it spells: shared by the sign-to-text and the browser tests.
 
-Each test module that imports the fixtures trains its own (module scope): pytest-xdist runs modules
-on different workers, so a session-wide model would be trained once per worker anyway.
+The model is trained once per session, whichever pytest-xdist worker asks first (`built_once`).
 """
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SAMPLE, copy_subset
+from pathlib import Path
+
+from conftest import SAMPLE, built_once, copy_subset
 from keras_sign.classifier import load_classifier
 from keras_sign.config import load_config
 from keras_sign.data.clip import build_clip, clip_photos
@@ -35,25 +36,28 @@ def add_nothing_class(folder, count, seed=0):
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"empty-{index}.jpg", quality=90)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, worker_id):
     """A model that knows most of its 3 digit classes' training photos surely, and its TFLite bundle.
 
     ResNet-18, because in 10 short epochs it was sure (> 0.9) of 31 of the 36 photos in inference mode;
     MobileNetV3-Small needed twice the time for 28, ShuffleNetV2 x0.5 got 6.
     """
-    root = tmp_path_factory.mktemp("sign_to_text")
-    data = copy_subset(SAMPLE, root / "digits", CLASSES[:3], 12)
-    add_nothing_class(data / "nothing", 12)
-    config = load_config(overrides=dict(data_dir=str(data), arch="resnet18", epochs=10, image_size=32, batch_size=8,
-                                        seed=2, augment=False, out=str(root / "run")))
-    run, _ = train(config, "tensorflow", "test")
-    bundle = export_run(run.path, out=root / "exports")["bundle"]
-    return {"run": run.path, "bundle": bundle, "data": data, "root": root}
+
+    def build(root):
+        data = copy_subset(SAMPLE, root / "digits", CLASSES[:3], 12)
+        add_nothing_class(data / "nothing", 12)
+        config = load_config(overrides=dict(data_dir=str(data), arch="resnet18", epochs=10, image_size=32,
+                                            batch_size=8, seed=2, augment=False, out=str(root / "run")))
+        run, _ = train(config, "tensorflow", "test")
+        bundle = export_run(run.path, out=root / "exports")["bundle"]
+        return {"run": str(run.path), "bundle": str(bundle), "data": str(data), "root": str(root)}
+
+    return {key: Path(value) for key, value in built_once(tmp_path_factory, worker_id, "spelling", build).items()}
 
 
 @pytest.fixture(scope="module")
-def clip(trained):
+def clip(trained, tmp_path_factory):
     """TEXT spelled with the training photos that the model classifies right and surely, as frames and mp4:
     the transcription is tested, not the tiny model."""
     paths, labels, orientations, class_names, description = clip_photos(trained["run"], "train")
@@ -61,7 +65,8 @@ def clip(trained):
     known = [i for i, row in enumerate(rows)
              if row["predictions"][0]["class"] == class_names[labels[i]] and row["predictions"][0]["probability"] > 0.9]
     assert {labels[i] for i in known} == {0, 1, 2, 3}, "the model learned too little to spell with"
+    folder = tmp_path_factory.mktemp("clip") / "clip"
     summary = build_clip(TEXT, [paths[i] for i in known], [labels[i] for i in known],
-                         [orientations[i] for i in known], class_names, trained["root"] / "clip", fps=15, size=96,
-                         seed=4, photos=description)
-    return trained["root"] / "clip", summary
+                         [orientations[i] for i in known], class_names, folder, fps=15, size=96, seed=4,
+                         photos=description)
+    return folder, summary

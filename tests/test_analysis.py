@@ -23,6 +23,9 @@ from keras_sign.models.flops import count_multiply_adds
 from keras_sign.runs import RunFolder
 from keras_sign.training import train
 
+# Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("analysis")
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVALUATION_FILES = ["report.txt", "report.json", "report.csv", "metrics.json", "confusion_matrix.csv",
                     "confusion_matrix.png", "tsne.csv", "tsne.png", "curves.png"]
@@ -117,7 +120,7 @@ def test_every_figure_is_a_real_png(digit_run):
 @pytest.mark.parametrize("arch, width", [("resnet18", 512), ("shufflenetv2_x0_5", 1024)])
 def test_features_of_pooled_architectures_are_the_pooled_output(arch, width):
     model = build_model(arch, 3, 32)
-    features, probabilities = penultimate_model(model).outputs
+    features, probabilities = penultimate_model(model, arch).outputs
     assert features.shape == (None, width) and probabilities.shape == (None, 3)
     assert model.get_layer("avgpool").output.shape == (None, width)
 
@@ -125,7 +128,7 @@ def test_features_of_pooled_architectures_are_the_pooled_output(arch, width):
 def test_features_and_probabilities_come_from_one_model(digit_run):
     model = RunFolder(digit_run[0]).load_model()
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    features, probabilities = penultimate_model(model).predict_on_batch(images)
+    features, probabilities = penultimate_model(model, "mobilenetv3_small").predict_on_batch(images)
     assert features.shape == (2, 1024)  # MobileNetV3-Small's hidden classifier layer
     np.testing.assert_allclose(probabilities, model.predict_on_batch(images), atol=1e-6)
 
@@ -155,6 +158,14 @@ def test_tsne_csv_covers_the_evaluated_images_or_a_subsample(digit_run, digits):
     subsample = list(csv.DictReader((path / "tsne-digits3.csv").open()))
     assert len(subsample) == 12 and len({row["path"] for row in subsample}) == 12
     assert json.loads((path / "metrics.json").read_text())["images"] == 9  # the test split's files are untouched
+
+
+def test_the_tsne_points_flag_caps_the_map(digit_run, digits):
+    result = run_cli("evaluate", digit_run[0], "--data-dir", digits, "--name", "capped", "--tsne-points", "5")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((digit_run[0] / "tsne-capped.csv").open()))
+    assert len(rows) == 5 and len({row["path"] for row in rows}) == 5
+    assert json.loads((digit_run[0] / "metrics-capped.json").read_text())["images"] == 30  # all are still scored
 
 
 def test_compare_writes_table_and_figures_and_evaluates_runs_that_lack_them(digit_run, tmp_path):
@@ -194,6 +205,7 @@ def test_compare_writes_table_and_figures_and_evaluates_runs_that_lack_them(digi
         compare_runs([path], out=tmp_path / "cmp")
 
 
+@pytest.mark.slow
 def test_signer_split_run_joins_a_digits_run_in_the_tsne_grid(digit_run, massey_run):
     rows = [row for row in csv.DictReader((massey_run / "split.csv").open()) if row["split"] == "test"]
     assert len({row["group"] for row in rows}) == 1  # one whole signer held out

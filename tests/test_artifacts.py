@@ -9,10 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
 from keras_sign.models import build_model
 from keras_sign.runs import RunFolder
 from keras_sign.schedules import WarmupSchedule
+
+# Its tests share module-scoped saved models: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("artifacts")
 
 ARCHS = ("mobilenetv3_small", "shufflenetv2_x0_5", "resnet18")
 
@@ -24,7 +26,7 @@ folder = sys.argv[1]
 images = np.load(f"{folder}/images.npy")
 for arch in json.loads(sys.argv[2]):
     model = keras.saving.load_model(f"{folder}/{arch}/model.keras")
-    np.save(f"{folder}/{arch}/{keras.backend.backend()}.npy", keras.ops.convert_to_numpy(model(images)))
+    np.save(f"{folder}/{arch}/{keras.backend.backend()}.npy", keras.ops.convert_to_numpy(model.predict_on_batch(images)))
 print("loaded without keras_sign:", "keras_sign" not in [m for m in sys.modules if sys.modules[m] is not None])
 """
 
@@ -35,11 +37,11 @@ def saved_models(tmp_path_factory):
     import keras
 
     folder = tmp_path_factory.mktemp("plain")
-    images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.save(folder / "images.npy", images)
     expected = {}
     for arch in ARCHS:
-        model = build_model(arch, 5, 64, mean=(120.0, 110.0, 100.0), std=(60.0, 55.0, 50.0))
+        model = build_model(arch, 5, 32, mean=(120.0, 110.0, 100.0), std=(60.0, 55.0, 50.0))
         model.compile(optimizer=keras.optimizers.Adam(WarmupSchedule("cosine", 1e-3, 100, 10)),
                       loss="categorical_crossentropy")
         model.optimizer.build(model.trainable_variables)  # its moments, as after a training step
@@ -80,6 +82,7 @@ MEDIAPIPE_CLASSIFY = """
 import json, sys
 import mediapipe as mp
 from mediapipe.tasks.python import BaseOptions, vision
+
 options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=sys.argv[1]), max_results=3)
 with vision.ImageClassifier.create_from_options(options) as classifier:
     result = classifier.classify(mp.Image.create_from_file(sys.argv[2]))
@@ -90,9 +93,7 @@ print(json.dumps([[c.category_name, c.score] for c in result.classifications[0].
 @pytest.fixture(scope="module")
 def tflite_with_metadata(tmp_path_factory):
     """A small classifier converted to TFLite and given keras-sign's metadata and labels."""
-    import keras
-
-    from keras_sign.converters import to_tflite
+    from keras_sign.export_formats import to_tflite
     from keras_sign.tflite_metadata import add_metadata, image_metadata
 
     folder = tmp_path_factory.mktemp("metadata")

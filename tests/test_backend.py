@@ -1,13 +1,15 @@
 import pytest
 
-from keras_sign.backend import resolve_backend
+from keras_sign.backend import jax_sees_accelerator, resolve_backend
 from keras_sign.errors import KerasSignError
 
 
-def test_auto_picks_tensorflow_on_a_cpu_only_machine():
-    backend, reason = resolve_backend("auto", environ={})
-    assert backend == "tensorflow"
-    assert "no GPU" in reason
+def test_auto_picks_jax_with_an_accelerator_and_tensorflow_without():
+    assert resolve_backend("auto", environ={}, accelerator=True) == ("jax", "auto: JAX sees a GPU/TPU")
+    backend, reason = resolve_backend("auto", environ={}, accelerator=False)
+    assert backend == "tensorflow" and "no GPU" in reason
+    # And on this machine, whatever it has:
+    assert resolve_backend("auto", environ={})[0] == ("jax" if jax_sees_accelerator() else "tensorflow")
 
 
 def test_explicit_flag_and_environment_precedence():
@@ -16,7 +18,10 @@ def test_explicit_flag_and_environment_precedence():
     assert backend == "jax" and "KERAS_BACKEND" in reason
 
 
-@pytest.mark.parametrize("requested, environ", [("mxnet", {}), ("auto", {"KERAS_BACKEND": "numpy"})])
-def test_unsupported_backends_are_refused(requested, environ):
-    with pytest.raises(KerasSignError):
+@pytest.mark.parametrize("requested, environ, message", [
+    ("mxnet", {}, "Unknown backend 'mxnet'; choose one of auto, jax, tensorflow, torch"),
+    ("auto", {"KERAS_BACKEND": "numpy"}, "KERAS_BACKEND=numpy is not supported; set it to one of jax, tensorflow"),
+])
+def test_unsupported_backends_are_refused(requested, environ, message):
+    with pytest.raises(KerasSignError, match=message):
         resolve_backend(requested, environ=environ)

@@ -18,6 +18,9 @@ from keras_sign.classifier import Classifier  # noqa: E402
 from keras_sign.demo.server import MAX_PHOTO_BYTES, TabSession, create_app  # noqa: E402
 from keras_sign.runtimes import TFLiteModel  # noqa: E402
 
+# Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("demo")
+
 CLASSES = ["a", "b", "nothing"]
 
 
@@ -26,7 +29,7 @@ def classifier(tmp_path_factory):
     """A small MobileNetV3-Small as a .tflite, untrained but seeded: the server's plumbing is under test."""
     import keras
 
-    from keras_sign.converters import to_tflite
+    from keras_sign.export_formats import to_tflite
     from keras_sign.models import build_model
 
     keras.utils.set_random_seed(3)

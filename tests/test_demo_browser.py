@@ -30,8 +30,11 @@ playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is no
 CHROMIUM = os.environ.get("KERAS_SIGN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "test-artifacts"
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: `apt-get install chromium` "
-                                "(.ci/run does), or set KERAS_SIGN_CHROMIUM to a Chromium executable")
+pytestmark = [
+    pytest.mark.xdist_group("demo_browser"),  # its tests share a module-scoped server and camera clip
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: `apt-get install chromium` (.ci/run "
+                       "does), or set KERAS_SIGN_CHROMIUM to a Chromium executable"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ def _assert_ok(result):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_every_backend_trains_comparably_and_its_model_evaluates_under_another(tmp_path):
     """The same command, seed and data on jax, tensorflow and torch: each learns, about equally."""
     data = copy_subset(SAMPLE, tmp_path / "digits3", ["0", "1", "2"], 20)
@@ -45,6 +46,7 @@ def test_every_backend_trains_comparably_and_its_model_evaluates_under_another(t
     assert max(late_accuracy.values()) - min(late_accuracy.values()) < 0.2, late_accuracy
 
 
+@pytest.mark.slow
 def test_signer_split_on_massey_and_evaluation_on_another_folder(massey, tmp_path):
     run = tmp_path / "massey"
     result = run_cli("train", "--data-dir", massey, "--split", "signer", "--epochs", "1", "--image-size", "32",
@@ -96,6 +98,7 @@ def test_data_validate_and_list():
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "shufflenetv2"])
+@pytest.mark.slow
 def test_other_architectures_train_and_reload(arch, small_digits, tmp_path):
     run = tmp_path / arch
     _assert_ok(run_cli("train", "--data-dir", small_digits, "--arch", arch, "--out", run, *TINY))

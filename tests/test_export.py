@@ -1,47 +1,47 @@
 """Export (TFLite fp32/fp16/dynamic/int8, ONNX, SavedModel), its verification, and the benchmark.
 
-Two tiny runs, one trained under JAX and one under TensorFlow, are exported in this (TensorFlow)
-process; the command line is checked in fresh processes, where `export` under KERAS_BACKEND=jax
-hops into a TensorFlow subprocess.
+A tiny run trained under TensorFlow (and in the slow tier one trained under JAX) is exported in this
+(TensorFlow) process; the command line is checked in fresh processes, where `export` under
+KERAS_BACKEND=jax hops into a TensorFlow subprocess.
 """
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SAMPLE, copy_subset, run_cli
+from conftest import SAMPLE, copy_subset, run_cli
 from keras_sign.errors import KerasSignError
+
+# Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("export")
 
 CLASSES = ["0", "1", "2", "3"]
 TINY = ["--epochs", "4", "--image-size", "32", "--batch-size", "8", "--seed", "1"]
 
 
+class TrainedRuns(dict):
+    """backend -> run folder: MobileNetV3-Small, 32 px, 4 classes x 20 photos, trained on first use (the fast
+    tier needs only TensorFlow's; JAX's trains in a fresh process when a slow test asks for it)."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+        self.data = copy_subset(SAMPLE, root / "digits4", CLASSES, 20)
+
+    def __missing__(self, backend):
+        run = self.root / f"run-{backend}"
+        result = run_cli("train", "--data-dir", self.data, "--out", run, "--backend", backend, *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        self[backend] = run
+        return run
+
+
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory):
-    """{"jax": run folder, "tensorflow": run folder}: MobileNetV3-Small, 32 px, 4 classes x 20 photos.
-
-    Both train at once: most of the time goes to start-up and compilation, which overlap well.
-    """
-    root = tmp_path_factory.mktemp("export")
-    data = copy_subset(SAMPLE, root / "digits4", CLASSES, 20)
-    env = {name: value for name, value in os.environ.items() if name != "KERAS_BACKEND"}
-    runs, processes = {}, []
-    for backend in ("jax", "tensorflow"):
-        runs[backend] = root / f"run-{backend}"
-        command = [sys.executable, "-m", "keras_sign.cli", "train", "--data-dir", data, "--out", runs[backend],
-                   "--backend", backend, *TINY]
-        processes.append(subprocess.Popen(list(map(str, command)), env=env, cwd=REPO, text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    for process in processes:
-        output = process.communicate(timeout=600)[0]
-        assert process.returncode == 0, output
-    return runs
+    return TrainedRuns(tmp_path_factory.mktemp("export"))
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +144,13 @@ def check_tflite_bundle(bundle, run, backend, quantize, io_type, calibration_ima
 MIN_AGREEMENT = {"float16": 0.99, "dynamic": 0.99, "int8": 0.8, "int8-strict": 0.8}
 
 
-# Fast tier: every quantization from at least one backend (int8 from JAX is the command-line test
-# below); the slow tier runs every pair.
+# Fast tier: float32, float16 and int8 from TensorFlow (int8-strict with integer input is the command-line
+# test below); the slow tier runs every pair, JAX-trained runs included.
 QUANTIZE_FROM = [
-    ("jax", "none"), ("jax", "dynamic"), ("tensorflow", "none"), ("tensorflow", "float16"), ("tensorflow", "int8"),
+    ("tensorflow", "none"), ("tensorflow", "float16"), ("tensorflow", "int8"),
     *(pytest.param(*pair, marks=pytest.mark.slow)
-      for pair in [("jax", "float16"), ("jax", "int8"), ("tensorflow", "dynamic"), ("tensorflow", "int8-strict")]),
+      for pair in [("jax", "none"), ("jax", "dynamic"), ("jax", "float16"), ("jax", "int8"),
+                   ("tensorflow", "dynamic"), ("tensorflow", "int8-strict")]),
 ]
 
 
@@ -164,17 +165,18 @@ def test_tflite_export_of_runs_trained_under_jax_and_tensorflow_is_verified(trai
 
 
 def test_export_command_under_jax_converts_int8_in_a_tensorflow_process(trained_runs, tmp_path):
-    result = run_cli("export", trained_runs["jax"], "--quantize", "int8-strict", "--calibration-images", "20",
+    result = run_cli("export", trained_runs["tensorflow"], "--quantize", "int8-strict", "--calibration-images", "20",
                      "--min-agreement", "0.8", "--out", tmp_path, backend="jax")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "exporting in a TensorFlow subprocess" in result.stderr
     assert "| | tflite int8-strict (full-integer, uint8 in/out) |" in result.stdout
     assert "\nverified (rule: top-1 agreement >= 0.8, on " in result.stdout
-    check_tflite_bundle(tmp_path / "run-jax-tflite-int8-strict", trained_runs["jax"], "jax", "int8-strict", "uint8", 20)
+    check_tflite_bundle(tmp_path / "run-tensorflow-tflite-int8-strict", trained_runs["tensorflow"], "tensorflow",
+                        "int8-strict", "uint8", 20)
 
 
 def test_onnx_export_is_verified_in_onnxruntime(export_once):
-    record = export_once("jax", "onnx")
+    record = export_once("tensorflow", "onnx")
     bundle = Path(record["bundle"])
     assert (bundle / "model.onnx").is_file() and (bundle / "labels.txt").read_text().splitlines() == CLASSES
     assert record["verified"] and record["verification"]["agreement"] == 1.0
@@ -302,16 +304,16 @@ def test_benchmark_command_compares_keras_tflite_and_onnx_side_by_side(trained_r
 
     from keras_sign.cli import cli
 
-    run = trained_runs["jax"]
-    tflite, onnx = export_once("jax")["bundle"], export_once("jax", "onnx")["bundle"]
+    run = trained_runs["tensorflow"]
+    tflite, onnx = export_once("tensorflow")["bundle"], export_once("tensorflow", "onnx")["bundle"]
     result = CliRunner().invoke(cli, ["benchmark", str(run / "model.keras"), tflite, f"{onnx}/model.onnx",
                                       "--runs", "3", "--threads", "1"])
     assert result.exit_code == 0, result.output
     rows = [line.split("|")[1:-1] for line in result.output.splitlines() if line.startswith("| run-")]
     assert [(row[0].strip(), row[1].strip()) for row in rows] == [
-        ("run-jax/model.keras", "Keras (tensorflow)"),
-        ("run-jax-tflite-none", "LiteRT"),
-        ("run-jax-onnx-none/model.onnx", "onnxruntime"),
+        ("run-tensorflow/model.keras", "Keras (tensorflow)"),
+        ("run-tensorflow-tflite-none", "LiteRT"),
+        ("run-tensorflow-onnx-none/model.onnx", "onnxruntime"),
     ]
     assert all(float(value) > 0 for row in rows for value in row[3:])  # sizes, latencies, throughput
     assert "1 thread(s)" in result.output

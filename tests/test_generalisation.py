@@ -88,6 +88,7 @@ def three_signers(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_crossval_trains_a_run_per_signer_pools_them_and_keeps_finished_folds(three_signers, tmp_path):
     out = tmp_path / "cv"
     args = ["crossval", "--data-dir", three_signers, "--epochs", "1", "--image-size", "32", "--batch-size", "8",

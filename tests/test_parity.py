@@ -20,8 +20,8 @@ import pytest
 
 from conftest import REPO
 from keras_sign.models import available_models, build_model
-from keras_sign.models.standin_weights import seeded_state_dict, standin_images
-from keras_sign.models.weights import load_torchvision_state_dict
+from keras_sign.models.weight_mapping import load_torchvision_state_dict
+from standin_weights import seeded_state_dict, standin_images
 
 FIXTURES = sorted((Path(__file__).parent / "parity" / "fixtures").glob("*.json"))
 
@@ -43,7 +43,7 @@ def test_rebuild_matches_torchvision_logits(fixture):
     assert np.abs(got - expected).max() <= 1e-4, f"{keras.backend.backend()}: {np.abs(got - expected).max()}"
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("jax", marks=pytest.mark.slow), "torch"])
 def test_parity_holds_on_the_other_backends(backend):
     """The in-process tests run on TensorFlow; the same tests in a fresh process on each other backend."""
     import subprocess
@@ -51,7 +51,7 @@ def test_parity_holds_on_the_other_backends(backend):
 
     env = {**os.environ, "KERAS_BACKEND": backend}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "rebuild_matches"],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", __file__, "-k", "rebuild_matches"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:]

@@ -14,11 +14,12 @@ from safetensors.numpy import save_file
 
 from keras_sign.errors import KerasSignError
 from keras_sign.models import build_model
-from keras_sign.models.pretrained import (
-    MIRROR_ENV, TORCHVISION_FILES, download_checked, imagenet_weights_file, load_starting_weights, read_state_dict,
+from keras_sign.models.registry import get_spec
+from keras_sign.models.starting_weights import (
+    MIRROR_ENV, download_checked, imagenet_weights_file, load_starting_weights, read_state_dict,
 )
-from keras_sign.models.standin_weights import seeded_state_dict
-from keras_sign.models.weights import load_torchvision_state_dict
+from keras_sign.models.weight_mapping import load_torchvision_state_dict
+from standin_weights import seeded_state_dict
 from conftest import REPO
 
 ARCH = "shufflenetv2_x0_5"
@@ -73,11 +74,12 @@ def test_imagenet_is_converted_once_and_cached(standin_state_dict, tmp_path, mon
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv(MIRROR_ENV, "file:///nonexistent-mirror/")
     cache = tmp_path / "models" / "keras_sign"
-    with pytest.raises(KerasSignError, match=f"put it at {cache / TORCHVISION_FILES[ARCH]}"):
+    published = cache / get_spec(ARCH).weights["imagenet"].file_name
+    with pytest.raises(KerasSignError, match=f"put it at {published}"):
         imagenet_weights_file(ARCH)
 
     cache.mkdir(parents=True, exist_ok=True)
-    _save_pth(standin_state_dict, cache / TORCHVISION_FILES[ARCH])  # as a user copies the file in by hand
+    _save_pth(standin_state_dict, published)  # as a user copies the file in by hand
     converted = imagenet_weights_file(ARCH)
     assert converted == cache / f"{ARCH}_imagenet.weights.h5"
     stamp = converted.stat().st_mtime_ns
@@ -94,10 +96,12 @@ def test_download_checks_the_published_hash_prefix(tmp_path):
     (mirror / f"model-{prefix}.pth").write_bytes(payload)
     (mirror / "model-00000000.pth").write_bytes(payload)
 
-    target = download_checked((mirror / f"model-{prefix}.pth").as_uri(), tmp_path / "cache" / f"model-{prefix}.pth")
+    target = download_checked((mirror / f"model-{prefix}.pth").as_uri(), tmp_path / "cache" / f"model-{prefix}.pth",
+                              prefix)
     assert target.read_bytes() == payload
     with pytest.raises(KerasSignError, match="not the published 00000000"):
-        download_checked((mirror / "model-00000000.pth").as_uri(), tmp_path / "cache" / "model-00000000.pth")
+        download_checked((mirror / "model-00000000.pth").as_uri(), tmp_path / "cache" / "model-00000000.pth",
+                         "00000000")
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"model-{prefix}.pth"]
 
 
@@ -152,7 +156,7 @@ def test_keras_applications_weights_compute_keras_applications_model_exactly(tmp
 
 def test_imagenet_keras_downloads_with_md5_check_and_is_refused_elsewhere(tmp_path, monkeypatch):
     from keras_sign.config import TrainConfig
-    from keras_sign.preparation import starting_point
+    from keras_sign.models.starting_weights import starting_point
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     mirror = tmp_path / "mirror"
@@ -163,13 +167,16 @@ def test_imagenet_keras_downloads_with_md5_check_and_is_refused_elsewhere(tmp_pa
     _keras_applications_standin(mirror / "weights_mobilenet_v3_small_224_1.0_float.h5")
     with pytest.raises(KerasSignError, match="md5 .* not the published 8768d4c2e7de"):
         imagenet_weights_file("mobilenetv3_small", "imagenet-keras")
+    assert not list((tmp_path / "home" / "models" / "keras_sign").iterdir())  # nothing left to trust later
     with pytest.raises(KerasSignError, match="No imagenet-keras weights are known for resnet18"):
         imagenet_weights_file("resnet18", "imagenet-keras")
     with pytest.raises(KerasSignError, match="fits only mobilenetv3_small"):
         load_starting_weights(build_model("resnet18", 3, 32), "resnet18", str(mirror / "weights_mobilenet_v3_small_224_1.0_float.h5"))
 
     start = starting_point(TrainConfig(weights="imagenet-keras"), "mobilenetv3_small")
-    assert (start["padding"], start["mean"], start["std"]) == ("same", (127.5,) * 3, (127.5,) * 3)
-    assert starting_point(TrainConfig(weights="imagenet"), "mobilenetv3_small")["padding"] == "torch"
+    assert (start.padding, start.mean, start.std) == ("same", (127.5,) * 3, (127.5,) * 3)
+    assert starting_point(TrainConfig(weights="imagenet"), "mobilenetv3_small").padding == "torch"
+    with pytest.raises(KerasSignError, match="fit only mobilenetv3_small, not resnet18"):
+        starting_point(TrainConfig(weights="imagenet-keras"), "resnet18")
     with pytest.raises(KerasSignError, match="supports only torchvision's padding"):
         build_model("resnet18", 3, 32, padding="same")

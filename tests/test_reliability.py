@@ -27,6 +27,9 @@ from keras_sign.evaluation import evaluate_run
 from keras_sign.runs import FolderLock, RunFolder, create_empty_folder
 from keras_sign.training import train
 
+# Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("reliability")
+
 CLASSES = ["0", "1", "2"]
 # The transpose that stores an upright picture the way a camera does for each EXIF orientation:
 # the inverse of what PIL.ImageOps.exif_transpose applies when reading it.
@@ -327,14 +330,15 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_killed_holder_lea
     )
     try:
         deadline = time.time() + 300
-        while not (run / "checkpoint" / "state.json").is_file():
+        while not (run / "run.json").is_file():  # written under the folder's lock, before the first epoch
             assert process.poll() is None and time.time() < deadline, "training ended before the test could meet it"
             time.sleep(0.1)
-        state = (run / "checkpoint" / "state.json").read_bytes()
+        before = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
         code, output = _invoke("train", "--resume", run)
         _one_line_error(code, output, f"is being written by another process (PID {process.pid} on ", "wait for it")
-        assert process.poll() is None  # the first writer carries on, its files untouched
-        assert json.loads((run / "checkpoint" / "state.json").read_bytes())["epoch"] >= json.loads(state)["epoch"]
+        assert process.poll() is None  # the first writer carries on, its files untouched by the refused one
+        assert {n: t for n, t in before.items() if n != "history.csv"} == \
+            {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name in before and p.name != "history.csv"}
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()

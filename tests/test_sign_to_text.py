@@ -22,6 +22,9 @@ from keras_sign.video import open_source
 from spelling_fixtures import CLASSES, TEXT, clip, trained  # noqa: F401  (fixtures)
 from test_reliability import save_as_phone_would
 
+# Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("sign_to_text")
+
 
 def _invoke(*args):
     result = CliRunner().invoke(cli, [str(a) for a in args])

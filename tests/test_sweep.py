@@ -109,6 +109,7 @@ def test_plans_from_yaml_lists_and_the_shipped_study_grid():
 
 # -- running --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_workers_run_every_cell_of_a_grid_exactly_once_and_the_report_matches(small_digits, tmp_path):
     out = tmp_path / "grid"
     result = run_cli("sweep", "--data-dir", small_digits, *TINY, "--lr", "1e-2,1e-3", "--batch-size", "4,8",
@@ -145,6 +146,7 @@ def test_two_workers_run_every_cell_of_a_grid_exactly_once_and_the_report_matche
     assert busy.returncode == 0 and len(_study(out).trials) == 4
 
 
+@pytest.mark.slow
 def test_a_tpe_search_over_a_range_reports_every_epoch_to_its_pruner(small_digits, tmp_path):
     out = tmp_path / "tpe"
     result = run_cli("sweep", "--data-dir", small_digits, *TINY, "--batch-size", "8", "--lr", "1e-4:1e-1:log",
@@ -158,6 +160,7 @@ def test_a_tpe_search_over_a_range_reports_every_epoch_to_its_pruner(small_digit
     assert "| trial | state | lr |" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_mid_trial_resumes_without_rerunning_finished_trials(small_digits, tmp_path):
     out = tmp_path / "killed"
     args = ["--data-dir", small_digits, "--image-size", "32", "--batch-size", "8", "--epochs", "4", "--no-augment",
@@ -250,6 +253,7 @@ def _planned(url, name):
         return False
 
 
+@pytest.mark.slow
 def test_workers_on_two_machines_share_a_grid_on_postgresql(postgres, small_digits, tmp_path):
     grid = ["--data-dir", small_digits, *TINY, "--lr", "1e-2,1e-3", "--batch-size", "4,8"]
     starter = _cli_process(*grid, "--storage", postgres, "--study", "numbers", "--out", tmp_path / "first")

@@ -1,7 +1,9 @@
 """Long-run training features through the real command line: resume after kill -9, early stopping,
 schedules, mixed precision, smoke mode, and data parallel training on two forced host devices."""
 
+import contextlib
 import csv
+import io
 import json
 import os
 import signal
@@ -13,10 +15,14 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SAMPLE, copy_subset, run_cli
+from keras_sign.config import TrainConfig, load_config
+from keras_sign.errors import KerasSignError
+from keras_sign.preparation import open_for_resume
 from keras_sign.runs import RunFolder
+from keras_sign.training import make_optimizer
 
 # ResNet-18 has no dropout, so a deterministic run depends on nothing but the seed.
-DETERMINISTIC = ["--arch", "resnet18", "--image-size", "48", "--batch-size", "4", "--epochs", "3", "--seed", "5",
+DETERMINISTIC = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "4", "--epochs", "3", "--seed", "5",
                  "--deterministic", "--backend", "tensorflow"]
 
 
@@ -100,6 +106,33 @@ def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_pat
     assert result.returncode != 0 and "cannot be stretched to 9" in result.stderr
 
 
+def test_step_schedule_and_mixed_precision_on_the_sample_and_no_resume_under_another_backend(small_digits, tmp_path):
+    run = tmp_path / "run"
+    _ok(run_cli("train", "--data-dir", small_digits, "--out", run, "--epochs", "4", "--schedule", "step", "--lr", "1e-3",
+                "--mixed-precision", "--image-size", "32", "--batch-size", "8"))
+    # Each epoch's rate at its first step: divided by 10 at half and at three quarters of the steps.
+    assert [float(row["learning_rate"]) for row in _history(run)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])
+    assert json.loads((run / "run.json").read_text())["dtype_policy"] == "mixed_bfloat16"
+    model = RunFolder(run).load_model("checkpoint/epoch-0004.keras", compile=True)
+    assert model.get_layer("features_0_0").compute_dtype == "bfloat16" and model.output.dtype == "float32"
+    assert model.optimizer.weight_decay is None  # Adam decays no weights unless asked
+
+    files = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    config = load_config(run / "config.yaml", {"out": str(run), "epochs": 6})
+    with contextlib.ExitStack() as held, pytest.raises(KerasSignError, match="trained with the tensorflow backend; "
+                                                                                "resume it with --backend tensorflow"):
+        open_for_resume(config, "jax", held)
+    assert files == {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+
+
+def test_weight_decay_is_none_for_adam_and_pytorchs_default_for_adamw():
+    assert make_optimizer(TrainConfig(), 1e-3).weight_decay is None
+    assert make_optimizer(TrainConfig(weight_decay=1e-4), 1e-3).weight_decay == 1e-4
+    assert make_optimizer(TrainConfig(optimizer="adamw"), 1e-3).weight_decay == 0.01
+    assert make_optimizer(TrainConfig(optimizer="adamw", weight_decay=0.0), 1e-3).weight_decay == 0.0
+
+
+@pytest.mark.slow
 def test_smoke_mode_and_mixed_precision_on_signer_data(massey, tmp_path):
     run = tmp_path / "run"
     _ok(run_cli("train", "--data-dir", massey, "--smoke", "--mixed-precision", "--out", run, "--epochs", "30"))
@@ -127,6 +160,7 @@ for devices in ("1", "2"):
 """
 
 
+@pytest.mark.slow
 def test_data_parallel_on_two_host_devices_matches_one_device(small_digits, tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     result = subprocess.run([sys.executable, "-c", DATA_PARALLEL, str(small_digits), str(tmp_path)],
@@ -196,9 +230,46 @@ def test_reproduce_trains_each_config_then_compares_and_keeps_finished_runs(smal
     assert len(compares) == 1 and (compares[0] / "compare.md").read_text().count("| digits-") == 2
     stamp = (out / "digits-resnet18" / "model.keras").stat().st_mtime_ns
 
+    # Again, after one run was killed while it evaluated (its last epoch checkpointed, no model.keras yet): the
+    # finished run is kept, the other resumed and finished without training again, and both are compared anew.
+    interrupted = RunFolder(out / "digits-mobilenetv3")
+    history = interrupted.file("history.csv").read_bytes()
+    interrupted.file("model.keras").unlink()
+    interrupted.write_json("run.json", {**interrupted.read_json("run.json"), "status": "training"})
     time.sleep(1)  # the next comparison folder gets another time stamp
     result = run_cli("reproduce", *configs, "--out", out, "--smoke", "--backend", "tensorflow")
     _ok(result)
-    assert "is finished: kept" in result.stderr
+    assert f"{out / 'digits-resnet18'} is finished: kept" in result.stderr
     assert (out / "digits-resnet18" / "model.keras").stat().st_mtime_ns == stamp
+    assert f"{out / 'digits-mobilenetv3'} was interrupted: resuming it" in result.stderr
+    assert interrupted.read_json("run.json")["status"] == "finished" and interrupted.file("model.keras").is_file()
+    assert interrupted.file("history.csv").read_bytes() == history  # not one more epoch
     assert len(list(out.glob("compare-*"))) == 2
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal shows it: progress bars draw only where `isatty()` is true."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_bars_follow_each_epochs_steps_and_a_scan_on_a_terminal_only(terminal, monkeypatch):
+    import keras
+
+    from keras_sign.data.scan import scan_folder
+    from keras_sign.training import EpochProgress
+
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    images, labels = np.ones((12, 4), "float32"), np.eye(3)[[0, 1, 2] * 4]
+    model.fit(images, labels, batch_size=4, epochs=2, verbose=0, callbacks=[EpochProgress(2, 3)])
+    scan_folder(SAMPLE)
+    shown = stderr.getvalue()
+    if terminal:
+        assert "epoch 1/2" in shown and "epoch 2/2" in shown and "/3 [" in shown and "scanning digits" in shown
+    else:  # (log lines may reach stderr; bars may not)
+        assert "epoch 1/2" not in shown and "scanning" not in shown

@@ -11,6 +11,9 @@ from keras_sign.models.registry import IMAGENET_MEAN
 from keras_sign.runs import RunFolder
 from keras_sign.training import head_layer_names
 
+# Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("transfer")
+
 TINY = ["--image-size", "32", "--batch-size", "8", "--seed", "3"]
 
 
@@ -20,7 +23,7 @@ def _ok(result):
 
 def _backbone_changes(source, target):
     """Names of the non-head layers whose weights (batch-norm statistics included) differ."""
-    head = head_layer_names(target)
+    head = head_layer_names(target, target.name)
     donor = {layer.name: layer for layer in source.layers}
     return [
         layer.name for layer in target.layers
@@ -54,6 +57,7 @@ def test_frozen_backbone_does_not_change_and_the_new_head_trains(source_run, tmp
     assert "copied from run" in info["normalization"]["source"]
 
 
+@pytest.mark.slow
 def test_after_the_frozen_epochs_everything_trains(source_run, tmp_path):
     run = tmp_path / "unfrozen"
     _ok(run_cli("train", "--data-dir", json.loads((source_run / "run.json").read_text())["data_root"],
@@ -65,8 +69,9 @@ def test_after_the_frozen_epochs_everything_trains(source_run, tmp_path):
     assert [float(line.split(",")[5]) for line in history[1:]] == pytest.approx([0.002, 0.01])
 
 
+@pytest.mark.slow
 def test_weights_file_starts_training_with_imagenet_normalisation(tmp_path):
-    from keras_sign.models.standin_weights import seeded_state_dict
+    from standin_weights import seeded_state_dict
 
     spec = json.loads((SAMPLE.parents[3] / "tests" / "parity" / "fixtures" / "shufflenetv2_x0_5.json").read_text())
     state = seeded_state_dict(spec["tensors"], spec["base_seed"], spec["gains"])

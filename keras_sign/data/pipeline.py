@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from keras_sign.progress import progress_bar
+
 
 def import_tensorflow():
     """Import TensorFlow for data work only: it must never claim GPU memory another backend needs."""
@@ -262,11 +264,13 @@ def channel_mean_std(paths, image_size, center_crop=False, orientations=None):
     total = np.zeros(3)
     total_sq = np.zeros(3)
     count = 0
-    for batch in ds.as_numpy_iterator():
-        pixels = batch.reshape(-1, 3).astype(np.float64)
-        total += pixels.sum(0)
-        total_sq += (pixels**2).sum(0)
-        count += len(pixels)
+    with progress_bar(len(paths), "measuring the training images' mean and std") as bar:
+        for batch in ds.as_numpy_iterator():
+            pixels = batch.reshape(-1, 3).astype(np.float64)
+            total += pixels.sum(0)
+            total_sq += (pixels**2).sum(0)
+            count += len(pixels)
+            bar.update(len(batch))
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-6))
     return mean.tolist(), std.tolist()

@@ -24,6 +24,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from keras_sign.errors import KerasSignError
+from keras_sign.progress import progress_bar
 
 log = logging.getLogger("keras_sign")
 
@@ -242,8 +243,12 @@ def scan_folder(root, grouped=None, file_pattern="*", classes=None, min_classes=
         missing = ", ".join(sorted(wanted - set(class_folders)))
         raise KerasSignError(f"No folder for class(es) {missing} in {root}; check the names given to --classes.")
 
-    with concurrent.futures.ThreadPoolExecutor(scan_workers()) as pool:
-        results = list(pool.map(lambda c: inspect_image(c[0]), candidates))
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(scan_workers()) as pool, \
+            progress_bar(len(candidates), f"scanning {root.name}") as bar:
+        for check in pool.map(lambda c: inspect_image(c[0]), candidates):
+            results.append(check)
+            bar.update(1)
     records = []
     for (path, label, group), check in zip(candidates, results):
         relative = path.relative_to(root).as_posix()

@@ -8,7 +8,9 @@ weights map name to name. 2,542,856 parameters with 1000 classes.
 from keras import layers
 
 from keras_sign.models.blocks import conv_norm_act, make_divisible
-from keras_sign.models.registry import register
+from keras_sign.models.registry import (
+    KERAS_APPLICATIONS_BASE_URL, PublishedWeights, register, torchvision_weights,
+)
 
 # (kernel, expanded channels, output channels, squeeze-excite, activation, stride): torchvision's table.
 SMALL_BLOCKS = [
@@ -56,7 +58,21 @@ def inverted_residual(x, kernel, expanded, out_channels, use_se, activation, str
     return x
 
 
-@register("mobilenetv3_small", aliases=("mobilenetv3",))
+# keras.applications' MobileNetV3Small weights were trained with Keras' stride-2 padding and x / 127.5 - 1.
+KERAS_APPLICATIONS_WEIGHTS = PublishedWeights(
+    KERAS_APPLICATIONS_BASE_URL + "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float.h5",
+    hash="8768d4c2e7dee89b9d02b2d03d65d862", algorithm="md5", mean=(127.5,) * 3, std=(127.5,) * 3, padding="same",
+)
+
+
+@register(
+    "mobilenetv3_small", aliases=("mobilenetv3",), parameters=2_542_856, features=576,
+    embedding_layer="classifier_0",  # the 1024-d hidden layer the last Dense layer separates
+    weights={
+        "imagenet": torchvision_weights("mobilenet_v3_small-047dcff4.pth"),
+        "imagenet-keras": KERAS_APPLICATIONS_WEIGHTS,
+    },
+)
 def mobilenet_v3_small(x, num_classes, dropout=None, bn_momentum=None, include_top=True, padding="torch"):
     """Backbone (and classifier) on a normalised NHWC tensor; returns logits or pooled features.
 
@@ -66,7 +82,8 @@ def mobilenet_v3_small(x, num_classes, dropout=None, bn_momentum=None, include_t
 
     Example:
         >>> from keras_sign.models import build_model
-        >>> build_model("mobilenetv3_small", num_classes=1000, image_size=224).count_params()
+        >>> from keras_sign.models.summary import count_parameters
+        >>> count_parameters(build_model("mobilenetv3_small", num_classes=1000, image_size=224))
         2542856
     """
     conv_options = {"bn_epsilon": BN_EPSILON, "bn_momentum": bn_momentum or BN_MOMENTUM, "padding": padding}

@@ -1,29 +1,84 @@
-"""Names -> model builders, in the spirit of timm's `create_model`.
+"""Names -> architecture specs, in the spirit of timm's `create_model` and `_cfg`.
 
-An architecture file registers its builder with `@register(name)`; every
-module in this package is imported on first use, so adding an architecture
-is a one-file change.
+An architecture file registers its builder with `@register(name, ...)`, giving
+the facts the rest of keras-sign needs (published weights, parameter count,
+feature width, layer names); every module in this package is imported on first
+use. Adding an architecture is its file, its spec and a parity fixture
+(CONTRIBUTING.md shows the steps); nothing else names architectures.
 """
 
 import importlib
 import inspect
 import pkgutil
+from dataclasses import dataclass, field
+from typing import Callable
 
 from keras_sign.errors import KerasSignError
 
-_BUILDERS = {}
-_ALIASES = {}
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
+KERAS_APPLICATIONS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
-def register(name, aliases=()):
-    """Decorator: `builder(x, num_classes, dropout=, bn_momentum=, include_top=) -> logits or features`
-    becomes `build_model(name, ...)`."""
+@dataclass(frozen=True)
+class PublishedWeights:
+    """An ImageNet weights file someone publishes, and the input convention it was trained with."""
+
+    url: str
+    hash: str  # hex digest, or its prefix where only that is published (torchvision's file names end in one)
+    algorithm: str = "sha256"
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    padding: str = "torch"  # see build_model
+
+    @property
+    def file_name(self):
+        return self.url.rsplit("/", 1)[-1]
+
+
+def torchvision_weights(file_name):
+    """torchvision's ImageNet-1k file `file_name`; its name ends in the first hex digits of its SHA-256."""
+    return PublishedWeights(TORCHVISION_BASE_URL + file_name, hash=file_name.rsplit(".", 1)[0].rsplit("-", 1)[-1])
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Everything keras-sign knows about one registered architecture.
+
+    Attributes:
+        name: the registered name.
+        builder: `builder(x, num_classes, dropout=, bn_momentum=, include_top=) -> logits or features`
+            on a normalised NHWC tensor.
+        parameters: torchvision's trainable parameter count with 1000 classes (the tests hold us to it).
+        features: width of the pooled features (`include_top=False`).
+        embedding_layer: the layer whose output the classifier's last Dense layer separates (t-SNE's points).
+        pool_layer: the global pooling; every layer after it is the classifier head (frozen-backbone phase).
+        weights: `--weights` source name (`imagenet`, `imagenet-keras`) -> PublishedWeights.
+        aliases: other names accepted for it.
+    """
+
+    name: str
+    builder: Callable
+    parameters: int
+    features: int
+    embedding_layer: str = "avgpool"
+    pool_layer: str = "avgpool"
+    weights: dict = field(default_factory=dict)
+    aliases: tuple = ()
+
+
+_SPECS = {}
+_ALIASES = {}
+
+
+def register(name, **facts):
+    """Decorator: registers `builder` under `name` with the ArchSpec `facts`; `build_model(name)` then builds it."""
 
     def decorate(builder):
-        _BUILDERS[name] = builder
-        for alias in aliases:
+        spec = ArchSpec(name=name, builder=builder, **facts)
+        _SPECS[name] = spec
+        for alias in spec.aliases:
             _ALIASES[alias] = name
         return builder
 
@@ -39,22 +94,22 @@ def _import_architectures():
 def available_models():
     """Registered architecture names, sorted."""
     _import_architectures()
-    return sorted(_BUILDERS)
-
-
-def aliases_of(name):
-    """The aliases that point at registered name `name`."""
-    return sorted(alias for alias, target in _ALIASES.items() if target == name)
+    return sorted(_SPECS)
 
 
 def canonical_name(name):
     """The registered name for `name` or one of its aliases."""
     _import_architectures()
     name = _ALIASES.get(name, name)
-    if name not in _BUILDERS:
-        choices = ", ".join(sorted(_BUILDERS) + sorted(_ALIASES))
+    if name not in _SPECS:
+        choices = ", ".join(sorted(_SPECS) + sorted(_ALIASES))
         raise KerasSignError(f"Unknown architecture '{name}'; choose one of {choices}.")
     return name
+
+
+def get_spec(name):
+    """The ArchSpec of a registered name or alias."""
+    return _SPECS[canonical_name(name)]
 
 
 def build_model(
@@ -93,7 +148,7 @@ def build_model(
 
     from keras_sign.models.blocks import classifier_output, normalize_inputs
 
-    builder = _BUILDERS[canonical_name(name)]
+    builder = get_spec(name).builder
     if image_size < 32:
         raise KerasSignError(f"image_size must be at least 32 (got {image_size}).")
     options = {}

@@ -7,7 +7,7 @@ batch norm eps 1e-5 and PyTorch momentum 0.1. 11,689,512 parameters with 1000 cl
 from keras import layers
 
 from keras_sign.models.blocks import pooled_linear_head, torch_padding
-from keras_sign.models.registry import register
+from keras_sign.models.registry import register, torchvision_weights
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's 0.1
@@ -31,7 +31,10 @@ def basic_block(x, filters, stride, name, bn_momentum):
     return layers.ReLU(name=f"{name}_relu2")(y)
 
 
-@register("resnet18")
+@register(
+    "resnet18", parameters=11_689_512, features=512,
+    weights={"imagenet": torchvision_weights("resnet18-f37072fd.pth")},
+)
 def resnet18(x, num_classes, dropout=0.0, bn_momentum=None, include_top=True):
     """Backbone (and classifier) on a normalised NHWC tensor; returns logits or pooled features.
 

@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from keras_sign.models.blocks import pooled_linear_head
-from keras_sign.models.registry import register
+from keras_sign.models.registry import register, torchvision_weights
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's 0.1
@@ -131,8 +131,22 @@ def shufflenet_v2(x, num_classes, width, dropout=0.0, bn_momentum=None, include_
     return pooled_linear_head(x, num_classes, dropout, include_top)
 
 
-def _register_width(width, aliases=()):
-    @register(f"shufflenetv2_{width}", aliases=aliases)
+# Width -> (torchvision's parameter count with 1000 classes, its ImageNet file).
+WIDTHS = {
+    "x0_5": (1_366_792, "shufflenetv2_x0.5-f707e7126e.pth"),
+    "x1_0": (2_278_604, "shufflenetv2_x1-5666bf0f80.pth"),
+    "x1_5": (3_503_624, "shufflenetv2_x1_5-3c479a10.pth"),
+    "x2_0": (7_393_996, "shufflenetv2_x2_0-8be3c8ee.pth"),
+}
+
+
+def _register_width(width):
+    parameters, weights_file = WIDTHS[width]
+
+    @register(
+        f"shufflenetv2_{width}", aliases=("shufflenetv2",) if width == "x1_0" else (), parameters=parameters,
+        features=STAGE_CHANNELS[width][-1], weights={"imagenet": torchvision_weights(weights_file)},
+    )
     def build(x, num_classes, dropout=0.0, bn_momentum=None, include_top=True):
         return shufflenet_v2(x, num_classes, width, dropout, bn_momentum, include_top)
 
@@ -140,5 +154,5 @@ def _register_width(width, aliases=()):
     return build
 
 
-for _width in STAGE_CHANNELS:
-    _register_width(_width, aliases=("shufflenetv2",) if _width == "x1_0" else ())
+for _width in WIDTHS:
+    _register_width(_width)

@@ -1,4 +1,4 @@
-"""ImageNet and other starting weights: torchvision's files, converted once and cached.
+"""Where a model's weights start: ImageNet files (downloaded, converted once, cached), a file, another run.
 
     keras-sign train --arch resnet18 --weights imagenet
     keras-sign train --arch resnet18 --weights ~/Downloads/resnet18-f37072fd.pth
@@ -17,81 +17,66 @@ MobileNetV3Small file instead (MD5-checked as Keras checks it), or pass that
 `.h5` file as the path. Those weights were trained with Keras' stride-2 padding
 and [-1, 1] inputs, so a model started from them keeps both (`padding="same"`,
 mean = std = 127.5) and computes exactly keras.applications' function.
+
+Which files exist for an architecture, and the input convention of each, is in
+its spec (`keras_sign.models.registry.ArchSpec.weights`).
 """
 
+import dataclasses
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 from keras_sign.errors import KerasSignError
+from keras_sign.models.registry import IMAGENET_MEAN, IMAGENET_STD, available_models, build_model, get_spec
+from keras_sign.runs import replaced_atomically
 
 log = logging.getLogger("keras_sign")
 
-TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
 MIRROR_ENV = "KERAS_SIGN_WEIGHTS_URL"  # another base URL (a mirror, or file:///folder/) for the same files
-TORCHVISION_FILES = {
-    "mobilenetv3_small": "mobilenet_v3_small-047dcff4.pth",
-    "resnet18": "resnet18-f37072fd.pth",
-    "shufflenetv2_x0_5": "shufflenetv2_x0.5-f707e7126e.pth",
-    "shufflenetv2_x1_0": "shufflenetv2_x1-5666bf0f80.pth",
-    "shufflenetv2_x1_5": "shufflenetv2_x1_5-3c479a10.pth",
-    "shufflenetv2_x2_0": "shufflenetv2_x2_0-8be3c8ee.pth",
-}
+KERAS_APPLICATIONS_SOURCE = "imagenet-keras"
 
 
 def weights_cache():
     return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models" / "keras_sign"
 
 
-KERAS_APPLICATIONS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
-KERAS_APPLICATIONS_FILES = {  # name -> (file, its published MD5)
-    "mobilenetv3_small": ("weights_mobilenet_v3_small_224_1.0_float.h5", "8768d4c2e7dee89b9d02b2d03d65d862"),
-}
-KERAS_APPLICATIONS_MEAN = KERAS_APPLICATIONS_STD = (127.5, 127.5, 127.5)  # x / 127.5 - 1
-
-
 def is_keras_applications_source(weights):
     """Whether `--weights` names keras.applications' weights (which need Keras padding and [-1, 1] inputs)."""
-    return weights == "imagenet-keras" or (weights.endswith(".h5") and not weights.endswith(".weights.h5"))
+    return weights == KERAS_APPLICATIONS_SOURCE or (weights.endswith(".h5") and not weights.endswith(".weights.h5"))
 
 
-def published_hash_prefix(file_name):
-    """torchvision's file names end in the first hex digits of the file's SHA-256."""
-    return Path(file_name).stem.rsplit("-", 1)[-1]
+def _keras_applications_archs():
+    return ", ".join(name for name in available_models() if KERAS_APPLICATIONS_SOURCE in get_spec(name).weights)
 
 
-def download_checked(url, target, expected=None, algorithm="sha256"):
-    """Download `url` to `target`, refusing it unless its hash starts with `expected`.
-
-    `expected` defaults to the SHA-256 prefix in a torchvision file name.
-    """
+def download_checked(url, target, expected, algorithm="sha256"):
+    """Download `url` to `target`, refusing it unless its hash starts with `expected`."""
+    # Not keras.utils.get_file: torchvision publishes only a SHA-256 prefix, and get_file (Keras 3.15) keeps a
+    # mismatched download at the cache path and writes to /tmp/.keras while the cache folder does not exist yet.
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    expected = expected or published_hash_prefix(target.name)
     digest = hashlib.new(algorithm)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with replaced_atomically(target) as tmp, open(tmp, "wb") as out, \
+                urllib.request.urlopen(url, timeout=60) as response:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
-        if not digest.hexdigest().startswith(expected):
-            raise KerasSignError(
-                f"{url} has {algorithm} {digest.hexdigest()[:12]}..., not the published {expected[:12]}...; "
-                "the download is corrupt or not the published file, try again."
-            )
-        os.replace(tmp, target)
+            if not digest.hexdigest().startswith(expected):
+                raise KerasSignError(
+                    f"{url} has {algorithm} {digest.hexdigest()[:12]}..., not the published {expected[:12]}...; "
+                    "the download is corrupt or not the published file, try again."
+                )
     except (urllib.error.URLError, OSError) as error:
         raise KerasSignError(
             f"Could not download {url} ({error}); when offline, fetch that file on another machine and put it at "
             f"{target}, or pass --weights PATH."
         ) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target
 
 
@@ -145,32 +130,30 @@ def keras_applications_model(path):
     except (ValueError, OSError, KeyError) as error:
         raise KerasSignError(
             f"{path} is not keras.applications' MobileNetV3Small file with its top ({error}); pass "
-            f"{KERAS_APPLICATIONS_FILES['mobilenetv3_small'][0]}."
+            f"{get_spec('mobilenetv3_small').weights[KERAS_APPLICATIONS_SOURCE].file_name}."
         ) from None
 
 
 def imagenet_weights_file(arch, source="imagenet"):
     """The cached, converted ImageNet weights of `arch`: converted (and downloaded) on first use.
 
-    `source` is `imagenet` (torchvision's files) or `imagenet-keras` (keras.applications').
+    `source` is a key of the architecture's `ArchSpec.weights`: `imagenet` (torchvision's files) or
+    `imagenet-keras` (keras.applications').
     """
-    from keras_sign.models.registry import build_model
-    from keras_sign.models.weights import load_keras_applications_weights, load_torchvision_state_dict
+    from keras_sign.models.weight_mapping import load_keras_applications_weights, load_torchvision_state_dict
 
     converted = weights_cache() / f"{arch}_{source}.weights.h5"
     if converted.is_file():
         return converted
-    if source == "imagenet" and arch in TORCHVISION_FILES:
-        name, expected, algorithm, base = TORCHVISION_FILES[arch], None, "sha256", TORCHVISION_BASE_URL
-    elif source == "imagenet-keras" and arch in KERAS_APPLICATIONS_FILES:
-        (name, expected), algorithm, base = KERAS_APPLICATIONS_FILES[arch], "md5", KERAS_APPLICATIONS_BASE_URL
-    else:
+    published = get_spec(arch).weights.get(source)
+    if published is None:
         raise KerasSignError(f"No {source} weights are known for {arch}; use --weights none, imagenet or a file.")
-    original = weights_cache() / name
+    original = weights_cache() / published.file_name
     if not original.is_file():
-        base = os.environ.get(MIRROR_ENV, base)
-        log.info("Downloading %s weights for %s from %s", source, arch, base)
-        download_checked(base.rstrip("/") + "/" + name, original, expected, algorithm)
+        mirror = os.environ.get(MIRROR_ENV)
+        url = mirror.rstrip("/") + "/" + published.file_name if mirror else published.url
+        log.info("Downloading %s weights for %s from %s", source, arch, url)
+        download_checked(url, original, published.hash, published.algorithm)
     model = build_model(arch, num_classes=1000, image_size=224)
     if source == "imagenet":
         load_torchvision_state_dict(model, read_state_dict(original), skip_mismatched_head=False)
@@ -184,20 +167,15 @@ def imagenet_weights_file(arch, source="imagenet"):
 def save_weights_atomically(model, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{os.getpid()}.{path.name}")  # Keras insists on the .weights.h5 suffix
-    try:
+    with replaced_atomically(path) as tmp:
         model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_starting_weights(model, arch, weights):
     """Fill `model` from `weights` (`imagenet`, `imagenet-keras` or a file); return the layers left as they were."""
-    from keras_sign.models.registry import build_model
-    from keras_sign.models.weights import load_keras_applications_weights, load_torchvision_state_dict
+    from keras_sign.models.weight_mapping import load_keras_applications_weights, load_torchvision_state_dict
 
-    if weights in ("imagenet", "imagenet-keras"):
+    if weights in ("imagenet", KERAS_APPLICATIONS_SOURCE):
         path = imagenet_weights_file(arch, weights)
     else:
         path = Path(weights).expanduser()
@@ -216,7 +194,62 @@ def load_starting_weights(model, arch, weights):
     if path.suffix in (".pth", ".pt", ".safetensors"):
         return load_torchvision_state_dict(model, read_state_dict(path), skip_mismatched_head=True)
     if path.suffix == ".h5":
-        if arch not in KERAS_APPLICATIONS_FILES:
-            raise KerasSignError(f"A keras.applications .h5 file fits only mobilenetv3_small, not {arch}.")
+        if KERAS_APPLICATIONS_SOURCE not in get_spec(arch).weights:
+            raise KerasSignError(f"A keras.applications .h5 file fits only {_keras_applications_archs()}, not {arch}.")
         return load_keras_applications_weights(model, keras_applications_model(path))
     raise KerasSignError(f"Unknown weights file type {path.name}; use .pth, .safetensors, .h5 or .weights.h5.")
+
+
+@dataclasses.dataclass(frozen=True)
+class StartingPoint:
+    """Where a new run's weights come from, and the input normalisation that goes with them.
+
+    `mean`/`std` None: computed on the training split (random initialisation). `padding` is the
+    model's (see `build_model`). `fill(model)` loads the weights and returns the layers it left.
+    """
+
+    description: str
+    normalization: str
+    mean: tuple | None
+    std: tuple | None
+    padding: str
+    fill: Callable
+
+
+def starting_point(config, arch):
+    """The StartingPoint of `config` (its `weights` and `init_from`) for the registered `arch`."""
+    from keras_sign.runs import RunFolder
+
+    if config.weights != "none":
+        spec = get_spec(arch)
+        keras_applications = is_keras_applications_source(config.weights)
+        if keras_applications and KERAS_APPLICATIONS_SOURCE not in spec.weights:
+            raise KerasSignError(f"keras.applications weights (--weights {config.weights}) fit only "
+                                 f"{_keras_applications_archs()}, not {arch}; use --weights imagenet.")
+        # A file's convention is its family's: torchvision's (ImageNet statistics) unless keras.applications'.
+        convention = spec.weights.get(KERAS_APPLICATIONS_SOURCE if keras_applications else "imagenet")
+        return StartingPoint(
+            description=f"{config.weights} weights" + (" (keras.applications)" if keras_applications else ""),
+            normalization=("[-1, 1] (keras.applications' weights expect it)" if keras_applications
+                           else "ImageNet (the pretrained weights expect it)"),
+            mean=convention.mean if convention else IMAGENET_MEAN,
+            std=convention.std if convention else IMAGENET_STD,
+            padding=convention.padding if convention else "torch",
+            fill=lambda model: load_starting_weights(model, arch, config.weights),
+        )
+    if config.init_from:
+        source = RunFolder.open(config.init_from)
+        info = source.read_json("run.json")
+        if info["arch"] != arch:
+            raise KerasSignError(
+                f"--init-from {config.init_from} holds a {info['arch']} model, not {arch}; pass --arch {info['arch']}."
+            )
+        return StartingPoint(
+            description=f"the model of run {config.init_from}",
+            normalization=f"copied from run {config.init_from}",
+            mean=info["normalization"]["mean"],
+            std=info["normalization"]["std"],
+            padding=info.get("padding", "torch"),
+            fill=lambda model: copy_matching_weights(source.load_model(), model),
+        )
+    return StartingPoint("random initialisation", "training split", None, None, "torch", lambda model: [])

@@ -3,8 +3,8 @@
 import math
 
 from keras_sign.models.flops import count_multiply_adds
-from keras_sign.models.pretrained import KERAS_APPLICATIONS_FILES, TORCHVISION_FILES
-from keras_sign.models.registry import aliases_of, available_models, build_model
+from keras_sign.models.registry import available_models, build_model, get_spec
+from keras_sign.tables import markdown_table
 
 
 def count_parameters(model):
@@ -14,19 +14,13 @@ def count_parameters(model):
 
 def models_table(image_size=224, num_classes=1000):
     """A Markdown table: name, aliases, parameters, GMACs at `image_size`, ImageNet weights source."""
-    rows = [
-        f"| architecture | aliases | parameters | GMACs at {image_size} px | ImageNet weights |",
-        "| --- | --- | ---: | ---: | --- |",
-    ]
+    rows = []
     for name in available_models():
         model = build_model(name, num_classes, image_size)
         parameters = count_parameters(model)
-        sources = [f"torchvision {TORCHVISION_FILES[name]}"] if name in TORCHVISION_FILES else []
-        if name in KERAS_APPLICATIONS_FILES:
-            sources.append("keras.applications (imagenet-keras)")
-        weights = "; ".join(sources) or "none"
-        rows.append(
-            f"| {name} | {', '.join(aliases_of(name)) or '-'} | {parameters:,} | "
-            f"{count_multiply_adds(model) / 1e9:.3f} | {weights} |"
-        )
-    return "\n".join(rows)
+        spec = get_spec(name)
+        weights = "; ".join(f"{source}: {published.file_name}" for source, published in spec.weights.items()) or "none"
+        rows.append([name, ", ".join(spec.aliases) or "-", f"{parameters:,}",
+                     f"{count_multiply_adds(model) / 1e9:.3f}", weights])
+    header = ["architecture", "aliases", "parameters", f"GMACs at {image_size} px", "ImageNet weights"]
+    return markdown_table(header, rows, "llrrl")

@@ -14,6 +14,7 @@ and loss against the first setting with one line per value of the second (its Fi
 from pathlib import Path
 
 from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_text
+from keras_sign.tables import markdown_table
 
 RESULT_COLUMNS = ("best_val_accuracy", "final_val_loss", "mean_epoch_seconds", "epochs")
 
@@ -67,13 +68,11 @@ def _format(value, digits=4):
 
 def markdown_rows(rows, plan):
     header = ["trial", "state", *plan.params, "best val accuracy", "final val loss", "epoch s", "epochs", "run"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [row["trial"], row["state"], *(_format(row[n]) for n in plan.params),
-                 _format(row["best_val_accuracy"]), _format(row["final_val_loss"]),
-                 _format(row["mean_epoch_seconds"], 3), _format(row["epochs"]), Path(row["run"] or "-").name]
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = [[row["trial"], row["state"], *(_format(row[n]) for n in plan.params),
+              _format(row["best_val_accuracy"]), _format(row["final_val_loss"]),
+              _format(row["mean_epoch_seconds"], 3), _format(row["epochs"]), Path(row["run"] or "-").name]
+             for row in rows]
+    return markdown_table(header, cells) + "\n"
 
 
 def grid_table(rows, plan, key):
@@ -88,12 +87,9 @@ def grid_table(rows, plan, key):
 def markdown_grid(rows, plan, key, title, digits=4):
     first, second = list(plan.params)[:2]
     row_values, column_values, matrix = grid_table(rows, plan, key)
-    lines = [f"{title} ({first} down, {second} across)", "",
-             "| " + " | ".join([f"{first} \\ {second}", *(f"{v:g}" for v in column_values)]) + " |",
-             "|" + "---|" * (len(column_values) + 1)]
-    for value, cells in zip(row_values, matrix):
-        lines.append("| " + " | ".join([f"{value:g}", *(_format(c, digits) for c in cells)]) + " |")
-    return "\n".join(lines) + "\n"
+    header = [f"{first} \\ {second}", *(f"{v:g}" for v in column_values)]
+    cells = [[f"{value:g}", *(_format(c, digits) for c in row)] for value, row in zip(row_values, matrix)]
+    return f"{title} ({first} down, {second} across)\n\n" + markdown_table(header, cells) + "\n"
 
 
 def best_row(rows):

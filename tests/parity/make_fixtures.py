@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torchvision
 
-from keras_sign.models.standin_weights import seeded_state_dict, standin_images
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, where the stand-in weights live
+from standin_weights import seeded_state_dict, standin_images  # noqa: E402
 
 BASE_SEED = 1000
 INPUT_SEED = 7
