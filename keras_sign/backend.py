@@ -4,6 +4,10 @@
 CPU these convolutional networks train 2-5x slower under XLA (JAX) than under
 TensorFlow's own kernels. An explicit `KERAS_BACKEND` in the environment wins
 over everything, so scripts and CI can pin a backend without touching flags.
+
+Once Keras is imported, `configure_runtime` sets up the process a training runs
+in (seed, determinism, precision policy, devices) and `environment_record` says
+what ran it.
 """
 
 import importlib.util
