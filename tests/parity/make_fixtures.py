@@ -33,7 +33,7 @@ from standin_weights import seeded_state_dict, standin_images  # noqa: E402
 BASE_SEED = 1000
 INPUT_SEED = 7
 NUM_CLASSES = 10
-IMAGE_SIZE = 224
+IMAGE_SIZE = 32  # the smallest input every architecture takes (their last feature map is 1 x 1)
 BATCH = 2
 TARGET_LOGIT = 10.0
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -58,13 +58,21 @@ def main(out_dir):
         tensors = [(key, list(value.shape)) for key, value in model.state_dict().items()
                    if not key.endswith("num_batches_tracked")]
         gains = {"conv": 2.0, "linear": 1.0}
-        for attempt in range(4):  # the logits scale with the linear gain (exactly so with one linear layer)
-            if attempt:
-                gains["linear"] = float(f"{gains['linear'] * (TARGET_LOGIT / np.abs(logits).max()) ** 2:.3g}")
+        # The largest logit grows as a power of the linear gain: 1/2 with one linear layer, 1 with two
+        # (MobileNetV3's classifier). Measure the power from the last two tries and step to the target.
+        tried, power = [], 0.5
+        for attempt in range(12):
+            if tried:
+                if len(tried) > 1 and tried[-1][0] != tried[-2][0]:
+                    power = np.log(tried[-1][1] / tried[-2][1]) / np.log(tried[-1][0] / tried[-2][0])
+                gains["linear"] = float(f"{tried[-1][0] * (TARGET_LOGIT / tried[-1][1]) ** (1 / power):.3g}")
             weights = seeded_state_dict(tensors, BASE_SEED, gains)
             model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
             with torch.no_grad():
                 logits = model(batch).numpy()
+            tried.append((gains["linear"], float(np.abs(logits).max())))
+            if abs(tried[-1][1] / TARGET_LOGIT - 1) < 0.05:
+                break
         spread = np.abs(logits[0] - logits[1]).max()
         if spread < 0.02 * np.abs(logits).max():  # still 2,000x the tolerance at logits near 10
             raise SystemExit(f"{name}: the two images give nearly the same logits ({spread:.3g}); change the seeds")
