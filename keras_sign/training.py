@@ -9,6 +9,7 @@ so a run killed at any moment resumes with its history intact.
 
 import contextlib
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -77,7 +78,7 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)
-        if logs and not self.bar.disable:
+        if logs:
             self.bar.set_postfix({key: f"{float(logs[key]):.4g}" for key in ("loss", "accuracy") if key in logs},
                                  refresh=False)
 
@@ -138,6 +139,8 @@ def fit_epochs(model, config, run, data, history, state, callbacks=()):
     after a resume sees the same data as it would have without the interruption.
     """
     steps_per_epoch = data["steps_per_epoch"]
+    # Only for a terminal: a per-step hook makes Keras hand every step's logs back, a sync an accelerator waits on.
+    progress = [EpochProgress(config.epochs, steps_per_epoch)] if sys.stderr.isatty() else []
     for epoch in range(state["epoch"], config.epochs):
         if state["stopped_early"]:
             break
@@ -149,7 +152,7 @@ def fit_epochs(model, config, run, data, history, state, callbacks=()):
             compile_model(model, config, peak, (end - first) * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
         result = model.fit(
             data["train_batches"](epoch), validation_data=data["val"], initial_epoch=epoch, epochs=epoch + 1,
-            callbacks=[EpochProgress(config.epochs, steps_per_epoch), history, *callbacks], verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
+            callbacks=[*progress, history, *callbacks], verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
         )
         logs = {key: values[-1] for key, values in result.history.items()}
         state = record_epoch(run, model, state, logs, config.patience)
