@@ -193,10 +193,10 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
     started = time.time()
     devices = configure_runtime(config, backend)
     with contextlib.ExitStack() as held:  # this process alone writes the run folder until training ends
-        start = starting_point(config, canonical_name(config.arch))
-        if resume:
-            run, record = open_for_resume(config, backend, held)
+        if resume:  # the starting point matters only if no checkpoint survived (its --init-from may be gone)
+            start, (run, record) = None, open_for_resume(config, backend, held)
         else:
+            start = starting_point(config, canonical_name(config.arch))
             run, record = new_run(config, backend, backend_reason, start, held)
         record["devices"] = [str(device) for device in devices]
         record["dtype_policy"] = keras.config.dtype_policy().name
@@ -214,6 +214,7 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
                 record["arch"], len(class_names), config.image_size, normalization["mean"], normalization["std"],
                 config.dropout, config.bn_momentum, padding=record["padding"],
             )
+            start = start or starting_point(config, record["arch"])
             fresh = start.fill(model)
             if fresh:
                 log.info("Starting from %s; new initial weights for %s.", start.description, ", ".join(fresh))

@@ -1,6 +1,7 @@
 """Transfer learning through the CLI: --init-from, --freeze-backbone, --weights FILE."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -55,6 +56,15 @@ def test_frozen_backbone_does_not_change_and_the_new_head_trains(source_run, tmp
     source_info = json.loads((source_run / "run.json").read_text())
     assert info["normalization"]["mean"] == source_info["normalization"]["mean"]
     assert "copied from run" in info["normalization"]["source"]
+
+    # Training on resumes from the run's own checkpoint: the --init-from run is no longer needed.
+    away = tmp_path / "source-moved"
+    shutil.move(source_run, away)
+    try:
+        _ok(run_cli("train", "--resume", run, "--epochs", "2"))
+    finally:
+        shutil.move(away, source_run)
+    assert json.loads((run / "run.json").read_text())["epochs_trained"] == 2
 
 
 @pytest.mark.slow
