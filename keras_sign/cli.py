@@ -83,7 +83,7 @@ def cli():
     logging.getLogger("keras_sign").setLevel(logging.INFO)
 
 
-RESUMABLE = ("epochs", "patience", "backend")  # what may change when a run is resumed
+RESUMABLE = ("epochs", "patience", "checkpoint_every", "backend")  # what may change when a run is resumed
 
 
 def _backend_option(command):
@@ -127,6 +127,8 @@ TRAIN_OPTIONS = [
     click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
     click.option("--warmup-epochs", type=int, help="Linear learning-rate warm-up before the schedule (default 0)."),
     click.option("--patience", type=int, help="Stop after N epochs without a better validation accuracy."),
+    click.option("--checkpoint-every", type=int,
+                 help="Checkpoint every N epochs (default: as often as costs at most 5% of the training time)."),
     click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 compute, float32 weights."),
     click.option("--deterministic/--no-deterministic", default=None, help="Deterministic kernels: same seed, same weights."),
     click.option("--devices", help="Data parallel over N devices or 'all' (JAX backend)."),
@@ -155,7 +157,8 @@ def train(config_path, resume, **flags):
         changed = sorted(name for name, value in flags.items() if value is not None and name not in RESUMABLE)
         if config_path or changed:
             raise KerasSignError(
-                f"--resume continues {resume} with its own config; only --epochs, --patience and --backend may be given "
+                f"--resume continues {resume} with its own config; only "
+                f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} may be given "
                 f"(got {', '.join('--' + n.replace('_', '-') for n in changed) or '--config'})."
             )
         config_path = Path(resume) / "config.yaml"

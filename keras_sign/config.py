@@ -55,6 +55,7 @@ class TrainConfig:
     schedule: str = "constant"  # constant, cosine (to 0) or step (x0.1 at 50% and 75% of the epochs)
     warmup_epochs: int = 0  # linear warm-up to lr before the schedule
     patience: int | None = None  # stop after this many epochs without a better validation accuracy
+    checkpoint_every: int | None = None  # None: spaced so that checkpoints take <= 5% of training (see checkpoints)
     mixed_precision: bool = False  # bfloat16 compute, float32 weights
     deterministic: bool = False  # deterministic kernels and data order (slower); same seed, same weights
     devices: str = "1"  # data parallel over N devices, or "all" (JAX backend)
@@ -86,6 +87,8 @@ class TrainConfig:
             (0 <= self.warmup_epochs < self.epochs,
              f"warmup_epochs must be between 0 and epochs - 1 (got {self.warmup_epochs})."),
             (self.patience is None or self.patience >= 1, f"patience must be a positive integer (got {self.patience})."),
+            (self.checkpoint_every is None or self.checkpoint_every >= 1,
+             f"checkpoint_every must be a positive integer (got {self.checkpoint_every})."),
             (self.devices == "all" or (self.devices.isdigit() and int(self.devices) >= 1),
              f"devices must be a positive integer or 'all' (got '{self.devices}')."),
             (self.limit_per_class is None or self.limit_per_class >= 1,

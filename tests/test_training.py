@@ -23,7 +23,7 @@ from keras_sign.training import make_optimizer
 
 # ResNet-18 has no dropout, so a deterministic run depends on nothing but the seed.
 DETERMINISTIC = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "4", "--epochs", "3", "--seed", "5",
-                 "--deterministic", "--backend", "tensorflow"]
+                 "--deterministic", "--backend", "tensorflow", "--checkpoint-every", "1"]
 
 
 def _ok(result):
@@ -82,7 +82,7 @@ def test_resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(digits60, tmp
     result = run_cli("train", "--resume", interrupted)
     assert result.returncode != 0 and "already trained 3 epoch(s)" in result.stderr
     result = run_cli("train", "--resume", interrupted, "--lr", "0.1")
-    assert result.returncode != 0 and "only --epochs, --patience and --backend" in result.stderr
+    assert result.returncode != 0 and "only --epochs, --patience, --checkpoint-every, --backend" in result.stderr
 
 
 def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_path):
