@@ -183,7 +183,7 @@ def output_suffix(run, data_dir, name, source, tta=False):
 
 
 def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_size=64, name=None, class_map=None,
-                 tta=False):
+                 tta=False, model=None):
     """Evaluate a run's model on its saved test split, or on another folder whose classes the model
     knows, and write the reports, confusion matrix, t-SNE map and training curves into the run folder.
 
@@ -193,7 +193,8 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     With fewer classes than the model's, the metrics also hold the accuracy with the prediction
     restricted to the classes evaluated (`accuracy_within_evaluated_classes`). `tta` averages each
     image's probabilities with its mirror image's (for models trained with mirroring). A calibrated run
-    (calibration.json) also gets its calibration's effect on these images. Returns
+    (calibration.json) also gets its calibration's effect on these images. `model` is the run's model
+    when the caller holds it (training does); by default model.keras is loaded. Returns
     `(metrics, report text, written paths)`.
 
     Example:
@@ -212,7 +213,7 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     suffix = output_suffix(run, data_dir, name, source, tta)
     dataset = make_dataset([root / p for p in paths], labels, len(class_names), info["image_size"], batch_size,
                            info.get("center_crop", False), orientations)
-    model = penultimate_model(run.load_model(), info["arch"])
+    model = penultimate_model(model or run.load_model(), info["arch"])
     y_true, (features, probabilities) = predict(model, dataset)
     if tta:  # the mean of the image's and its mirror image's probabilities (a left-handed signer's sign)
         mirrored = dataset.map(lambda images, labels: (images[:, :, ::-1], labels))

@@ -252,11 +252,12 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
             total_seconds=round(record.get("total_seconds", 0.0) + time.time() - started, 1),
         )
         run.write_json("run.json", record)
+        trained = model if len(devices) == 1 else None  # else model.keras, loaded outside the distribution
         if len(files["val"].paths) >= MIN_CALIBRATION_IMAGES:  # temperature and reject threshold, on validation
-            calibrate_run(run.path, batch_size=config.batch_size)
+            calibrate_run(run.path, batch_size=config.batch_size, model=trained)
         metrics = None
         if files["test"].paths:  # reports, confusion matrix, t-SNE and curves, as `keras-sign evaluate` writes them
-            metrics, _, _ = evaluate_run(run.path, batch_size=config.batch_size)
+            metrics, _, _ = evaluate_run(run.path, batch_size=config.batch_size, model=trained)
     return run, metrics
 
 
