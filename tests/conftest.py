@@ -23,6 +23,20 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 collect_ignore = ["parity/make_fixtures.py"]  # a script for a torchvision environment, not a test module
 
+# The modules that take longest on 2 cores (their tests' seconds added up, measured), run first: xdist hands
+# out work in this order (with --no-loadscope-reorder), and a long module handed out last keeps one worker
+# busy while the other has nothing left to do.
+LONGEST_FIRST = ["test_export", "test_training", "test_reliability", "test_sign_to_text", "test_artifacts",
+                 "test_transfer", "test_analysis", "test_generalisation", "test_models", "test_demo_browser"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        module = item.path.stem
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("KERAS_SIGN_SHARED_DATA", REPO.parent / "shared" / "data"))
 SAMPLE = REPO / "keras_sign" / "data" / "sample" / "digits"
