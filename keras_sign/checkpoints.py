@@ -17,7 +17,8 @@ file with the Adam state is 19 MB), which is a third of an epoch on a small
 dataset. So by default a checkpoint is written after the first epoch and
 then whenever the epochs since the last one took 20 times as long as writing
 it (every epoch once epochs are that long): checkpoints cost at most 5% of
-the training time, and a kill loses at most that much training.
+the training time, and a kill loses at most 20 writes' worth of training
+(7 s here).
 `--checkpoint-every N` writes after every Nth epoch instead. The last epoch
 and an early stop are always written.
 """

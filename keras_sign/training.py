@@ -87,6 +87,19 @@ class EpochProgress(keras.callbacks.Callback):
         self.bar.close()  # before HistoryWriter logs the epoch's line
 
 
+class FirstStepTimer(keras.callbacks.Callback):
+    """Seconds from `started` to the end of the first training step (start-up, data, tracing); attached
+    to one epoch only, since a per-step hook makes Keras hand back every step's logs."""
+
+    def __init__(self, started):
+        super().__init__()
+        self.started, self.seconds = started, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seconds is None:
+            self.seconds = round(time.time() - self.started, 2)
+
+
 def _round(value):
     return "" if value is None else float(f"{float(value):.6g}")  # significant digits: rates can be 1e-7
 
@@ -146,9 +159,9 @@ def phase_of(config, epoch):
     return config.freeze_backbone, config.epochs, peak, True
 
 
-def fit_epochs(model, config, run, data, history, state, callbacks=()):
+def fit_epochs(model, config, run, data, history, state, callbacks=(), first_step=None):
     """Train epoch by epoch from the checkpoint `state`, checkpointing as `keras_sign.checkpoints` says;
-    return the final state.
+    return the final state. `first_step` (a `FirstStepTimer`) times the first step this call trains.
 
     Each epoch is its own `model.fit` call on batches seeded by (seed, epoch), so an epoch trained
     after a resume sees the same data as it would have without the interruption.
@@ -172,7 +185,8 @@ def fit_epochs(model, config, run, data, history, state, callbacks=()):
         started = time.time()
         result = model.fit(
             data["train_batches"](epoch), validation_data=data["val"], initial_epoch=epoch, epochs=epoch + 1,
-            callbacks=[*progress, history, *callbacks], verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
+            callbacks=[*progress, history, *callbacks, *([first_step] if first_step and epoch == start else [])],
+            verbose=0, shuffle=False,  # the epoch's batches are already shuffled, seeded
         )
         logs = {key: values[-1] for key, values in result.history.items()}
         # A phase's end is always checkpointed: the next phase starts a new optimizer.
@@ -241,7 +255,8 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
                 log.info("Starting from %s; new initial weights for %s.", start.description, ", ".join(fresh))
         history = HistoryWriter(run.file("history.csv"), len(files["train"].paths), config.epochs,
                                 finished_history(run, state))
-        state = fit_epochs(model, config, run, data, history, state, callbacks)
+        first_step = FirstStepTimer(started)
+        state = fit_epochs(model, config, run, data, history, state, callbacks, first_step)
         if len(devices) > 1:
             keras.distribution.set_distribution(None)  # evaluation runs on one device, whatever the batch size
         run.save_model(model, optimizer=False)  # model.keras: for inference, loadable by plain Keras
@@ -251,6 +266,8 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
             best_epoch=state["best_epoch"], best_val_accuracy=state["best_val_accuracy"],
             total_seconds=round(record.get("total_seconds", 0.0) + time.time() - started, 1),
         )
+        if first_step.seconds is not None:  # this process's: from the start of training to its first step
+            record["seconds_to_first_step"] = first_step.seconds
         run.write_json("run.json", record)
         trained = model if len(devices) == 1 else None  # else model.keras, loaded outside the distribution
         if len(files["val"].paths) >= MIN_CALIBRATION_IMAGES:  # temperature and reject threshold, on validation
