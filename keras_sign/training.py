@@ -125,8 +125,8 @@ def create_step_variables(model):
     """Create the optimizer's and the compiled metrics' variables now, outside any traced function.
 
     Keras creates them in the first training step; TensorFlow traces a function that creates
-    variables twice, and the training step is the costliest trace of a run (measured on a 32 px
-    MobileNetV3-Small: first epoch 17.8 s, 10.3 s with this).
+    variables twice, and the training step is the costliest trace of a run (the default job's first
+    epoch: 19.2 s, 10.0 s with this; BENCHMARKS.md).
     """
     model.optimizer.build(model.trainable_variables)
     probe = np.zeros((1, model.output_shape[-1]), "float32")

@@ -17,9 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # inherit it) instead of every process starting a thread per core that then fight.
 for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
-# JAX's processes compile with LLVM's optimisations off: the tests wait on XLA compiling far more than on
-# the compiled code (plain Keras predicting with three models: 21 s -> 12 s), and none times a step.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 collect_ignore = ["parity/make_fixtures.py"]  # a script for a torchvision environment, not a test module
 

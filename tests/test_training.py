@@ -164,8 +164,7 @@ for devices in ("1", "2"):
 
 @pytest.mark.slow
 def test_data_parallel_on_two_host_devices_matches_one_device(small_digits, tmp_path):
-    env = dict(os.environ, KERAS_BACKEND="jax",
-               XLA_FLAGS=os.environ["XLA_FLAGS"] + " --xla_force_host_platform_device_count=2")
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     result = subprocess.run([sys.executable, "-c", DATA_PARALLEL, str(small_digits), str(tmp_path)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
