@@ -22,7 +22,7 @@ from keras_sign.runs import RunFolder
 from keras_sign.training import make_optimizer
 
 # ResNet-18 has no dropout, so a deterministic run depends on nothing but the seed.
-DETERMINISTIC = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "4", "--epochs", "3", "--seed", "5",
+DETERMINISTIC = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "4", "--epochs", "2", "--seed", "5",
                  "--deterministic", "--backend", "tensorflow"]
 
 
@@ -60,28 +60,27 @@ def test_resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(digits60, tmp
     while not (interrupted / "checkpoint" / "state.json").is_file():
         assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
         time.sleep(0.05)
-    seconds_per_epoch = float(_history(interrupted)[0]["epoch_seconds"])
-    time.sleep(min(seconds_per_epoch, 3) / 2)  # into epoch 2
+    time.sleep(0.3)  # into epoch 2, whose steps take about a second
     process.send_signal(signal.SIGKILL)
     process.wait()
     state = json.loads((interrupted / "checkpoint" / "state.json").read_text())
-    assert 1 <= state["epoch"] < 3 and not (interrupted / "model.keras").exists()
+    assert state["epoch"] == 1 and not (interrupted / "model.keras").exists()
 
     _ok(run_cli("train", "--resume", interrupted))
     resumed, reference = _history(interrupted), _history(uninterrupted)
-    assert [row["epoch"] for row in resumed] == ["1", "2", "3"]
+    assert [row["epoch"] for row in resumed] == ["1", "2"]
     for column in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
         assert [row[column] for row in resumed] == [row[column] for row in reference], column
     for after_resume, straight in zip(_weights(interrupted), _weights(uninterrupted)):
         np.testing.assert_array_equal(after_resume, straight)
     info = json.loads((interrupted / "run.json").read_text())
-    assert info["status"] == "finished" and info["epochs_trained"] == 3
-    assert sorted(p.name for p in (interrupted / "checkpoint").iterdir()) == ["best.keras", "epoch-0003.keras",
+    assert info["status"] == "finished" and info["epochs_trained"] == 2
+    assert sorted(p.name for p in (interrupted / "checkpoint").iterdir()) == ["best.keras", "epoch-0002.keras",
                                                                              "state.json"]
 
     # Nothing left to do: a clear error; a larger --epochs trains on.
     result = run_cli("train", "--resume", interrupted)
-    assert result.returncode != 0 and "already trained 3 epoch(s)" in result.stderr
+    assert result.returncode != 0 and "already trained 2 epoch(s)" in result.stderr
     result = run_cli("train", "--resume", interrupted, "--lr", "0.1")
     assert result.returncode != 0 and "only --epochs, --patience, --checkpoint-every, --backend" in result.stderr
 
@@ -164,7 +163,8 @@ for devices in ("1", "2"):
 
 @pytest.mark.slow
 def test_data_parallel_on_two_host_devices_matches_one_device(small_digits, tmp_path):
-    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               XLA_FLAGS=os.environ["XLA_FLAGS"] + " --xla_force_host_platform_device_count=2")
     result = subprocess.run([sys.executable, "-c", DATA_PARALLEL, str(small_digits), str(tmp_path)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
