@@ -70,7 +70,9 @@ def keras_worker(backend, precision, args):
         torch.set_num_threads(args.threads)
     import keras
 
+    from keras_sign.config import TrainConfig
     from keras_sign.models import build_model
+    from keras_sign.training import make_optimizer
 
     keras.config.set_dtype_policy(precision)
     device = keras.distribution.list_devices()[0] if backend == "jax" else None
@@ -79,7 +81,8 @@ def keras_worker(backend, precision, args):
             for batch_size in args.batch_sizes:
                 keras.utils.set_random_seed(0)
                 model = build_model(arch, num_classes=NUM_CLASSES, image_size=size)
-                model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+                # The optimizer `keras-sign train` uses (Adam with a fused update under TensorFlow).
+                model.compile(optimizer=make_optimizer(TrainConfig(), 1e-3), loss="categorical_crossentropy")
                 images, labels = (keras.ops.convert_to_tensor(array) for array in random_batch(size, batch_size))
                 first, median = timed_steps(lambda: model.train_on_batch(images, labels), args.warmup, args.steps)
                 yield {

@@ -299,7 +299,8 @@ class RunFolder:
         """A model file of the run; `compile=True` also restores its optimizer state (same backend only)."""
         import keras
 
-        importlib.import_module("keras_sign.schedules")  # registers the schedule a checkpoint's optimizer holds
+        for module in ("keras_sign.schedules", "keras_sign.optimizers"):  # what a checkpoint's optimizer names
+            importlib.import_module(module)
         from keras_sign.models import available_models
 
         available_models()  # imports every architecture, registering its custom layers for loading

@@ -26,6 +26,7 @@ from keras_sign.backend import configure_runtime
 from keras_sign.models import build_model, canonical_name
 from keras_sign.models.registry import get_spec
 from keras_sign.models.starting_weights import starting_point
+from keras_sign.optimizers import FusedAdam, FusedAdamW
 from keras_sign.preparation import new_run, open_for_resume
 from keras_sign.progress import progress_bar
 from keras_sign.runs import atomic_write_csv
@@ -105,10 +106,11 @@ def _round(value):
 
 
 def make_optimizer(config, learning_rate):
-    """Adam as in the study, or AdamW; weight decay is decoupled in both (Keras applies it to the weights directly)."""
+    """Adam as in the study, or AdamW; weight decay is decoupled in both (Keras applies it to the weights directly).
+    Both update each weight in one fused kernel under TensorFlow (keras_sign/optimizers.py)."""
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=0.01 if config.weight_decay is None else config.weight_decay)
-    return keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
+        return FusedAdamW(learning_rate, weight_decay=0.01 if config.weight_decay is None else config.weight_decay)
+    return FusedAdam(learning_rate, weight_decay=config.weight_decay or None)
 
 
 def compile_model(model, config, peak_lr, phase_steps, warmup_steps=0):

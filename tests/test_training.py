@@ -100,7 +100,7 @@ def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_pat
     rates = [float(row["learning_rate"]) for row in history]
     assert rates[0] < rates[1]  # epoch 1 warms up (its first step at lr / 3), epoch 2 starts at the peak
     model = RunFolder(run).load_model("checkpoint/epoch-0002.keras", compile=True)
-    assert type(model.optimizer).__name__ == "AdamW" and model.loss.label_smoothing == 0.1
+    assert type(model.optimizer).__name__ == "FusedAdamW" and model.loss.label_smoothing == 0.1
 
     # A cosine schedule was laid out over 6 epochs: resuming with more would train at its final rate.
     result = run_cli("train", "--resume", run, "--epochs", "9")
