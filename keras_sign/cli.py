@@ -23,7 +23,7 @@ from keras_sign import __version__
 from keras_sign.backend import CHOICES as BACKEND_CHOICES
 from keras_sign.backend import select_backend
 from keras_sign.benchmark import RUNS, WARMUP
-from keras_sign.config import AUGMENT_POLICIES, OPTIMIZERS, SCHEDULES, SPLIT_METHODS
+from keras_sign.config import AUGMENT_POLICIES, HOW_NOT_WHAT, IMAGE_CACHES, OPTIMIZERS, SCHEDULES, SPLIT_METHODS
 from keras_sign.export_formats import EXPORT_FORMATS, IO_TYPES, QUANTIZATIONS
 from keras_sign.errors import KerasSignError
 from keras_sign.export import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OUT
@@ -83,7 +83,7 @@ def cli():
     logging.getLogger("keras_sign").setLevel(logging.INFO)
 
 
-RESUMABLE = ("epochs", "patience", "checkpoint_every", "backend")  # what may change when a run is resumed
+RESUMABLE = ("epochs", "patience", *HOW_NOT_WHAT)  # what may change when a run is resumed
 
 
 def _backend_option(command):
@@ -129,6 +129,11 @@ TRAIN_OPTIONS = [
     click.option("--patience", type=int, help="Stop after N epochs without a better validation accuracy."),
     click.option("--checkpoint-every", type=int,
                  help="Checkpoint every N epochs (default: as often as costs at most 5% of the training time)."),
+    click.option("--image-cache", type=click.Choice(IMAGE_CACHES),
+                 help="Keep decoded images in memory or in a file on disk, read batch by batch (default auto: disk "
+                      "when they would take over a quarter of the memory)."),
+    click.option("--image-cache-dir",
+                 help="Where disk image caches live (default $KERAS_SIGN_IMAGE_CACHE or ~/.cache/keras_sign/images)."),
     click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 compute, float32 weights."),
     click.option("--deterministic/--no-deterministic", default=None, help="Deterministic kernels: same seed, same weights."),
     click.option("--devices", help="Data parallel over N devices or 'all' (JAX backend)."),

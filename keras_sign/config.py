@@ -16,6 +16,9 @@ SPLIT_METHODS = ("auto", "stratified", "signer")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 AUGMENT_POLICIES = ("light", "strong")  # the keys of data.pipeline.AUGMENT_POLICIES
+IMAGE_CACHES = ("auto", "memory", "disk")  # where decoded training images are kept (data.image_cache)
+# Settings that change where or how fast a run computes, not what it computes: a resume may change them.
+HOW_NOT_WHAT = ("checkpoint_every", "backend", "image_cache", "image_cache_dir")
 SMOKE = {"epochs": 1, "image_size": 32, "batch_size": 8, "limit_per_class": 10, "warmup_epochs": 0, "patience": None}
 
 
@@ -56,6 +59,8 @@ class TrainConfig:
     warmup_epochs: int = 0  # linear warm-up to lr before the schedule
     patience: int | None = None  # stop after this many epochs without a better validation accuracy
     checkpoint_every: int | None = None  # None: spaced so that checkpoints take <= 5% of training (see checkpoints)
+    image_cache: str = "auto"  # decoded images in memory, or in a file on disk (auto: disk when they are large)
+    image_cache_dir: str | None = None  # where disk caches live; default $KERAS_SIGN_IMAGE_CACHE or ~/.cache/keras_sign/images
     mixed_precision: bool = False  # bfloat16 compute, float32 weights
     deterministic: bool = False  # deterministic kernels and data order (slower); same seed, same weights
     devices: str = "1"  # data parallel over N devices, or "all" (JAX backend)
@@ -93,6 +98,8 @@ class TrainConfig:
              f"devices must be a positive integer or 'all' (got '{self.devices}')."),
             (self.limit_per_class is None or self.limit_per_class >= 1,
              f"limit_per_class must be a positive integer (got {self.limit_per_class})."),
+            (self.image_cache in IMAGE_CACHES,
+             f"image_cache must be one of {', '.join(IMAGE_CACHES)} (got '{self.image_cache}')."),
             (self.augment_policy in AUGMENT_POLICIES,
              f"augment_policy must be one of {', '.join(AUGMENT_POLICIES)} (got '{self.augment_policy}')."),
             (self.split in SPLIT_METHODS, f"split must be one of {', '.join(SPLIT_METHODS)} (got '{self.split}')."),

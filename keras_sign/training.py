@@ -17,7 +17,8 @@ import keras
 import numpy as np
 
 from keras_sign.checkpoints import Checkpointer, finished_history, load_resumable, read_state, remove_leftovers
-from keras_sign.data.pipeline import batches, decoded_images, epoch_seed
+from keras_sign.data.image_cache import cached_split
+from keras_sign.data.pipeline import batches, epoch_seed
 from keras_sign.data.split import SPLITS
 from keras_sign.calibration import MIN_CALIBRATION_IMAGES, calibrate_run
 from keras_sign.errors import KerasSignError
@@ -197,7 +198,7 @@ def fit_epochs(model, config, run, data, history, state, callbacks=(), first_ste
 
 
 def _decoded_split(files, config):
-    return decoded_images(files.paths, files.labels, config.image_size, config.center_crop, files.orientations)
+    return cached_split(files, config.image_size, config.center_crop, config.image_cache, config.image_cache_dir)
 
 
 def training_data(config, files, num_classes, devices):
@@ -284,14 +285,14 @@ def train_or_resume(config, backend, reason, callbacks=()):
     """Train `config.out`, or finish what an earlier attempt left there: a finished run folder is kept,
     an interrupted one resumes from its checkpoint; one trained with other settings is refused.
     Return the run folder's path."""
-    from keras_sign.config import load_config
+    from keras_sign.config import HOW_NOT_WHAT, load_config
     from keras_sign.runs import RunFolder
 
     folder = Path(config.out)
     if (folder / "config.yaml").is_file():
         saved = load_config(folder / "config.yaml").to_dict()
         changed = sorted(key for key, value in config.to_dict().items()
-                         if key not in ("out", "backend", "checkpoint_every") and saved.get(key) != value)
+                         if key not in ("out", *HOW_NOT_WHAT) and saved.get(key) != value)
         if changed:
             raise KerasSignError(f"{folder} was trained with other settings ({', '.join(changed)}); pass another "
                                  "--out for this recipe, or the same settings to finish that one.")

@@ -1,7 +1,9 @@
 """tf.data pipelines that feed every Keras backend.
 
 Files are decoded, turned upright (EXIF orientation, read once by the
-scanner) and resized in parallel, cached as uint8 at the training size, shuffled, batched, augmented (training only) and prefetched. Images
+scanner) and resized in parallel, cached as uint8 at the training size (in memory, or in a
+file on disk for splits larger than memory: data/image_cache.py), shuffled, batched,
+augmented (training only) and prefetched. Images
 leave as float32 in 0-255 RGB: normalisation is a layer inside the model.
 Training builds each epoch's batches from the same cache with a seed derived
 from the run's seed and the epoch number, so a resumed run sees exactly the
@@ -199,25 +201,29 @@ def _file_tensors(paths, orientations):
     return [os.fsencode(path) for path in paths], np.asarray(orientations, dtype=np.int32).reshape(len(paths))
 
 
-def decoded_images(paths, labels, image_size, center_crop=False, orientations=None):
-    """`(uint8 image, class index)` pairs, decoded once and cached in memory for every later epoch.
+def decoded_stream(paths, labels, image_size, center_crop=False, orientations=None):
+    """`(uint8 image, class index)` pairs in file order, decoded as they are read.
 
     `orientations` are the files' EXIF orientations (from the scan or split.csv); None reads them.
     """
     tf = import_tensorflow()
     encoded, orientations = _file_tensors(paths, orientations)
     ds = tf.data.Dataset.from_tensor_slices((encoded, orientations, np.asarray(labels, dtype=np.int32)))
-    ds = ds.map(lambda p, o, y: (decode_and_resize(p, o, image_size, center_crop), y),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.cache()
+    return ds.map(lambda p, o, y: (decode_and_resize(p, o, image_size, center_crop), y),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def decoded_images(paths, labels, image_size, center_crop=False, orientations=None):
+    """`decoded_stream`, decoded once and cached in memory for every later epoch."""
+    return decoded_stream(paths, labels, image_size, center_crop, orientations).cache()
 
 
 def batches(images, num_classes, batch_size, shuffle_seed=None, augment_seed=None, drop_remainder=False,
             augment_policy="light", background=False):
-    """Batches of `(float32 images 0-255, one-hot labels)` from `decoded_images`.
+    """Batches of `(float32 images 0-255, one-hot labels)` from `decoded_images` or a disk cache.
 
     Args:
-        images: a dataset from `decoded_images`.
+        images: a dataset from `decoded_images`, or `image_cache.DiskImages` (same batches, same order).
         num_classes: length of the one-hot vectors.
         batch_size: images per batch.
         shuffle_seed: shuffle all images with this seed (None: keep the order).
@@ -227,10 +233,13 @@ def batches(images, num_classes, batch_size, shuffle_seed=None, augment_seed=Non
     """
     tf = import_tensorflow()
     autotune = tf.data.AUTOTUNE
-    ds = images
-    if shuffle_seed is not None:
-        ds = ds.shuffle(int(ds.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=False)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if hasattr(images, "batched"):  # a disk cache shuffles indices and reads each batch's rows
+        ds = images.batched(batch_size, shuffle_seed, drop_remainder)
+    else:
+        ds = images
+        if shuffle_seed is not None:
+            ds = ds.shuffle(int(ds.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=False)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), num_parallel_calls=autotune)
     if augment_seed is not None:
         ds = ds.enumerate().map(
