@@ -36,13 +36,15 @@ def saved_models(tmp_path_factory):
     """Each architecture compiled with the run's optimizer and schedule, saved as a run saves model.keras."""
     import keras
 
+    from keras_sign.optimizers import FusedAdam
+
     folder = tmp_path_factory.mktemp("plain")
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.save(folder / "images.npy", images)
     expected = {}
     for arch in ARCHS:
         model = build_model(arch, 5, 32, mean=(120.0, 110.0, 100.0), std=(60.0, 55.0, 50.0))
-        model.compile(optimizer=keras.optimizers.Adam(WarmupSchedule("cosine", 1e-3, 100, 10)),
+        model.compile(optimizer=FusedAdam(WarmupSchedule("cosine", 1e-3, 100, 10)),
                       loss="categorical_crossentropy")
         model.optimizer.build(model.trainable_variables)  # its moments, as after a training step
         run = RunFolder(folder / arch)
