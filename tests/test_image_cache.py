@@ -84,3 +84,22 @@ def test_a_full_disk_or_a_failed_decode_leaves_no_cache(photos, tmp_path, monkey
     with pytest.raises(OSError, match="went away"):
         image_cache.disk_images(photos.paths, photos.labels, 32, False, photos.orientations, folder)
     assert list(folder.iterdir()) == []
+
+
+def test_orientations_left_out_are_read_from_the_files(tmp_path):
+    """A phone photo stored sideways with an EXIF orientation is cached upright, as in memory."""
+    from PIL import Image
+
+    from keras_sign.data.pipeline import decoded_images
+
+    pixels = np.zeros((40, 80, 3), np.uint8)
+    pixels[:, :20] = 255  # a white band on the left of the stored image
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+
+    on_disk = image_cache.disk_images([str(path)], [0], 32, False, None, tmp_path / "cache")
+    in_memory = next(decoded_images([str(path)], [0], 32).as_numpy_iterator())[0]
+    np.testing.assert_array_equal(on_disk.rows([0])[0], in_memory)
+    assert in_memory[:8].mean() > 200 and in_memory[-8:].mean() < 50  # upright: the band is now on top

@@ -72,8 +72,10 @@ def cache_key(paths, orientations, image_size, center_crop):
 
 def disk_images(paths, labels, image_size, center_crop, orientations, folder):
     """`DiskImages` of the files, decoding them into `folder` unless an earlier run already did."""
+    from keras_sign.data.scan import read_orientations
+
     paths = list(paths)
-    orientations = list(orientations) if orientations is not None else [1] * len(paths)
+    orientations = list(orientations) if orientations is not None else read_orientations(paths)
     folder = Path(folder)
     path = folder / f"{cache_key(paths, orientations, image_size, center_crop)}.npy"
     if path.is_file() and not _intact(path, (len(paths), image_size, image_size, 3)):
@@ -84,16 +86,21 @@ def disk_images(paths, labels, image_size, center_crop, orientations, folder):
     return DiskImages(path, labels)
 
 
+def _header(path):
+    """`(shape, fortran order, dtype)` of a `.npy` file written by `_write` (version 1.0), the offset of
+    its first row and the file's length."""
+    with open(path, "rb") as file:
+        np.lib.format.read_magic(file)
+        return np.lib.format.read_array_header_1_0(file), file.tell(), os.fstat(file.fileno()).st_size
+
+
 def _intact(path, shape):
     """The file holds a uint8 array of `shape` and is as long as that needs."""
     try:
-        with open(path, "rb") as file:
-            np.lib.format.read_magic(file)
-            header = np.lib.format.read_array_header_1_0(file)
-            return header == (shape, False, np.dtype(np.uint8)) and \
-                os.fstat(file.fileno()).st_size == file.tell() + int(np.prod(shape))
+        header, offset, length = _header(path)
     except (OSError, ValueError):
         return False
+    return header == (shape, False, np.dtype(np.uint8)) and length == offset + int(np.prod(shape))
 
 
 def _write(path, paths, labels, image_size, center_crop, orientations):
@@ -110,15 +117,11 @@ def _write(path, paths, labels, image_size, center_crop, orientations):
     log.info("Decoding %d images at %d px into %s (once; later runs on these files reuse it).", len(paths),
              image_size, path)
     shape = (len(paths), image_size, image_size, 3)
-    written = 0
+    stream = decoded_stream(paths, labels, image_size, center_crop, orientations).batch(WRITE_BATCH)
     with replaced_atomically(path) as tmp, open(tmp, "wb") as file:  # a killed decode leaves no cache behind
         np.lib.format.write_array_header_1_0(file, {"descr": "|u1", "fortran_order": False, "shape": shape})
-        for images, _ in decoded_stream(paths, labels, image_size, center_crop, orientations).batch(WRITE_BATCH) \
-                .as_numpy_iterator():
+        for images, _ in stream.as_numpy_iterator():
             file.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
-            written += len(images)
-        if written != len(paths):
-            raise KerasSignError(f"Decoded {written} of {len(paths)} images for the image cache; check the files.")
         file.flush()
         os.fsync(file.fileno())
 
@@ -134,10 +137,7 @@ class DiskImages:
     def __init__(self, path, labels):
         self.path = Path(path)
         self.labels = np.asarray(labels, dtype=np.int32)
-        with open(self.path, "rb") as file:
-            np.lib.format.read_magic(file)  # written as version 1.0 by `_write`
-            self.shape = np.lib.format.read_array_header_1_0(file)[0]
-            self.offset = file.tell()
+        (self.shape, _, _), self.offset, _ = _header(self.path)
 
     def rows(self, indices):
         """The uint8 images at `indices`, `(len(indices), size, size, 3)`."""
