@@ -136,7 +136,7 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
     """Fit temperature and threshold on a run's validation split; write and return calibration.json.
     `model`: the run's model when the caller holds it (training does), else model.keras is loaded."""
     from keras_sign.data.pipeline import make_dataset
-    from keras_sign.evaluation import predict
+    from keras_sign.evaluation import penultimate_model, predict
     from keras_sign.runs import RunFolder, check_writable
 
     run = RunFolder.open(run_path)
@@ -148,7 +148,7 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
                              f"{MIN_CALIBRATION_IMAGES} (train with a larger val_fraction).")
     dataset = make_dataset(files.paths, files.labels, len(class_names), info["image_size"], batch_size,
                            info.get("center_crop", False), files.orientations)
-    labels, (probabilities,) = predict(model or run.load_model(), dataset)
+    labels, (_, probabilities) = predict(penultimate_model(model or run.load_model(), info["arch"]), dataset)
     calibration = fit(probabilities, labels, max_false_accept)
     if info.get("split_method") == "signer" and _validation_shares_signers(run):
         calibration["note"] = "validation images are the training signers' own: fitted to them, not to new signers"

@@ -20,6 +20,7 @@ down for the classes it does not hold.
 
 import logging
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,21 @@ CONFUSION_CORNER = "true\\predicted"
 def penultimate_model(model, arch):
     """`model` (a registered `arch`) with two outputs: the features its classifier separates (the
     spec's `embedding_layer`: MobileNetV3's 1024-d hidden layer, the pooled features of ResNet and
-    ShuffleNetV2) and its class probabilities, so one pass over the images yields both."""
+    ShuffleNetV2) and its class probabilities, so one pass over the images yields both.
+
+    Made once per model: training calibrates on validation and evaluates on test with the same one,
+    so its prediction step is traced once, not once per use (about 2 s a run on a CPU)."""
     import keras
 
     from keras_sign.models.registry import get_spec
 
-    return keras.Model(model.input, [model.get_layer(get_spec(arch).embedding_layer).output, model.output])
+    if model not in _PENULTIMATE:
+        _PENULTIMATE[model] = keras.Model(model.input,
+                                          [model.get_layer(get_spec(arch).embedding_layer).output, model.output])
+    return _PENULTIMATE[model]
+
+
+_PENULTIMATE = weakref.WeakKeyDictionary()  # model -> its two-output view, gone with the model
 
 
 def predict(model, dataset):

@@ -129,6 +129,10 @@ def test_features_and_probabilities_come_from_one_model(digit_run):
     features, probabilities = penultimate_model(model, "mobilenetv3_small").predict_on_batch(images)
     assert features.shape == (2, 1024)  # MobileNetV3-Small's hidden classifier layer
     np.testing.assert_allclose(probabilities, model.predict_on_batch(images), atol=1e-6)
+    # One two-output view per model, so calibration and evaluation after training share its traced step.
+    assert penultimate_model(model, "mobilenetv3_small") is penultimate_model(model, "mobilenetv3_small")
+    assert penultimate_model(RunFolder(digit_run[0]).load_model(), "mobilenetv3_small") is not \
+        penultimate_model(model, "mobilenetv3_small")
 
 
 def test_tsne_is_seeded_and_keeps_perplexity_below_small_n():
