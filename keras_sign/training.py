@@ -27,6 +27,7 @@ from keras_sign.backend import configure_runtime
 from keras_sign.models import build_model, canonical_name
 from keras_sign.models.registry import get_spec
 from keras_sign.models.starting_weights import starting_point
+from keras_sign.fused_batch_norm import fuse_batch_norms
 from keras_sign.optimizers import FusedAdam, FusedAdamW
 from keras_sign.preparation import new_run, open_for_resume
 from keras_sign.progress import progress_bar
@@ -170,6 +171,7 @@ def fit_epochs(model, config, run, data, history, state, callbacks=(), first_ste
     after a resume sees the same data as it would have without the interruption.
     """
     steps_per_epoch = data["steps_per_epoch"]
+    fuse_batch_norms(model)
     # Only for a terminal: a per-step hook makes Keras hand every step's logs back, a sync an accelerator waits on.
     progress = [EpochProgress(config.epochs, steps_per_epoch)] if sys.stderr.isatty() else []
     checkpoints = Checkpointer(run, state, config.patience, config.checkpoint_every)
