@@ -26,22 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training_speed import NUM_CLASSES, TORCHVISION_NAMES, random_batch  # noqa: E402
-
-
-def keras_model(arch, size):
-    import keras
-
-    from keras_sign.config import TrainConfig
-    from keras_sign.models import build_model
-    from keras_sign.training import make_optimizer
-    from keras_sign.fused_batch_norm import fuse_batch_norms
-
-    keras.utils.set_random_seed(0)
-    model = build_model(arch, num_classes=NUM_CLASSES, image_size=size)
-    fuse_batch_norms(model)  # as `keras-sign train` trains it
-    model.compile(optimizer=make_optimizer(TrainConfig(), 1e-3), loss="categorical_crossentropy")
-    return model
+from training_speed import NUM_CLASSES, TORCHVISION_NAMES, keras_sign_model, random_batch  # noqa: E402
 
 
 def profile_tensorflow(args, folder):
@@ -51,7 +36,7 @@ def profile_tensorflow(args, folder):
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    model = keras_model(args.arch, args.size)
+    model = keras_sign_model(args.arch, args.size)
     images, labels = random_batch(args.size, 32)
     for _ in range(args.warmup):
         model.train_on_batch(images, labels)
@@ -77,7 +62,7 @@ def profile_jax(args, folder):
     """`{instruction (layer): picoseconds}`: XLA:CPU's thunks from JAX's trace, named by the HLO dump."""
     import jax
 
-    model = keras_model(args.arch, args.size)
+    model = keras_sign_model(args.arch, args.size)
     images, labels = random_batch(args.size, 32)
     for _ in range(args.warmup):
         model.train_on_batch(images, labels)

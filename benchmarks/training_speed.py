@@ -59,6 +59,23 @@ def random_batch(size, batch_size, seed=0):
     return images, labels
 
 
+def keras_sign_model(arch, size, jit=False):
+    """keras-sign's `arch` (seed 0, 36 classes), compiled for training as `keras-sign train` compiles it:
+    its optimizer (Adam with a fused update under TensorFlow), batch norm through the fused kernel."""
+    import keras
+
+    from keras_sign.config import TrainConfig
+    from keras_sign.fused_batch_norm import fuse_batch_norms
+    from keras_sign.models import build_model
+    from keras_sign.training import make_optimizer
+
+    keras.utils.set_random_seed(0)
+    model = build_model(arch, num_classes=NUM_CLASSES, image_size=size)
+    fuse_batch_norms(model)
+    model.compile(optimizer=make_optimizer(TrainConfig(), 1e-3), loss="categorical_crossentropy", jit_compile=jit)
+    return model
+
+
 def keras_worker(backend, precision, args):
     """Measure keras-sign's models under one backend and dtype policy; yield one record per cell."""
     os.environ["KERAS_BACKEND"] = backend
@@ -74,22 +91,12 @@ def keras_worker(backend, precision, args):
         torch.set_num_threads(args.threads)
     import keras
 
-    from keras_sign.config import TrainConfig
-    from keras_sign.fused_batch_norm import fuse_batch_norms
-    from keras_sign.models import build_model
-    from keras_sign.training import make_optimizer
-
     keras.config.set_dtype_policy(precision)
     device = keras.distribution.list_devices()[0] if backend == "jax" else None
     for arch in args.archs:
         for size in args.sizes:
             for batch_size in args.batch_sizes:
-                keras.utils.set_random_seed(0)
-                model = build_model(arch, num_classes=NUM_CLASSES, image_size=size)
-                fuse_batch_norms(model)  # as `keras-sign train` trains it
-                # The optimizer `keras-sign train` uses (Adam with a fused update under TensorFlow).
-                model.compile(optimizer=make_optimizer(TrainConfig(), 1e-3), loss="categorical_crossentropy",
-                              jit_compile=jit)
+                model = keras_sign_model(arch, size, jit)
                 images, labels = (keras.ops.convert_to_tensor(array) for array in random_batch(size, batch_size))
                 first, median = timed_steps(lambda: model.train_on_batch(images, labels), args.warmup, args.steps)
                 yield {
