@@ -1,0 +1,99 @@
+"""What checkpoints cost each architecture: the default job's checkpoint writes against its training time.
+
+    python benchmarks/checkpoint_cost.py --archs mobilenetv3,resnet18,shufflenetv2 [--image-size 64] [--epochs 30]
+
+For each architecture (a fresh process): the model compiled as `keras-sign train` compiles it
+trains one epoch (to trace) on seeded random pixels the size of the embedded sample (320 training
+and 40 validation images, 10 classes), then a second, timed epoch. keras-sign's own `Checkpointer` (spacing policy, epoch and best files, real writes into a
+temporary run folder) then sees `--epochs` epochs of that length, with the validation accuracy of
+the README's default job, epoch by epoch, and every write it makes is timed. The table gives the
+epoch time, the checkpoints written, the seconds they took and their share of the training time.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TRAIN_IMAGES, VAL_IMAGES, CLASSES = 320, 40, 10  # the embedded sample's
+
+# The default job's validation accuracy per epoch (the README's `keras-sign train`, seed 42): when
+# the best epoch moves, the Checkpointer keeps its values and writes best.keras as well.
+VAL_ACCURACY = [0.1, 0.1, 0.1, 0.1, 0.15, 0.375, 0.525, 0.55, 0.6, 0.625, 0.575, 0.625, 0.725, 0.75, 0.75,
+                0.75, 0.825, 0.75, 0.825, 0.85, 0.9, 0.9, 0.9, 0.875, 0.975, 0.85, 0.825, 0.925, 0.975, 0.9]
+
+
+def measure(arch, image_size, epochs):
+    import keras
+    import numpy as np
+
+    from keras_sign.checkpoints import Checkpointer, fresh_state
+    from keras_sign.config import TrainConfig
+    from keras_sign.fused_batch_norm import fuse_batch_norms
+    from keras_sign.models import build_model
+    from keras_sign.runs import RunFolder
+    from keras_sign.training import compile_model, create_step_variables
+
+    config = TrainConfig(arch=arch, image_size=image_size)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (TRAIN_IMAGES + VAL_IMAGES, image_size, image_size, 3)).astype("float32")
+    labels = np.eye(CLASSES, dtype="float32")[rng.integers(0, CLASSES, len(images))]
+    train, val = (images[:TRAIN_IMAGES], labels[:TRAIN_IMAGES]), (images[TRAIN_IMAGES:], labels[TRAIN_IMAGES:])
+    model = build_model(arch, CLASSES, image_size)
+    fuse_batch_norms(model)
+    compile_model(model, config, config.lr, epochs * TRAIN_IMAGES // config.batch_size)
+    create_step_variables(model)
+    model.fit(*train, batch_size=config.batch_size, validation_data=val, verbose=0)  # traces
+    started = time.perf_counter()
+    model.fit(*train, batch_size=config.batch_size, validation_data=val, verbose=0)
+    epoch_seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoints = Checkpointer(RunFolder(folder), fresh_state())
+        writes, write_seconds = 0, 0.0
+        for epoch in range(epochs):
+            accuracy = VAL_ACCURACY[epoch % len(VAL_ACCURACY)]
+            before = checkpoints.state.get("model")
+            started = time.perf_counter()
+            checkpoints.after_epoch(model, {"val_accuracy": accuracy}, epoch_seconds, last=epoch + 1 == epochs)
+            spent = time.perf_counter() - started
+            if checkpoints.state.get("model") != before:  # a checkpoint was written
+                writes += 1
+            write_seconds += spent  # the in-memory copy of a new best epoch counts too
+        size = sum(p.stat().st_size for p in Path(folder, "checkpoint").glob("*.keras"))
+    keras.backend.clear_session()
+    return {"arch": arch, "epoch_s": epoch_seconds, "epochs": epochs, "writes": writes, "write_s": write_seconds,
+            "share": write_seconds / (epochs * epoch_seconds), "checkpoint_mb": size / 1e6}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", default="mobilenetv3,resnet18,shufflenetv2", type=lambda s: s.split(","))
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print("RESULT " + json.dumps(measure(args.worker, args.image_size, args.epochs)))
+        return
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    print("| arch | epoch (s) | checkpoints written | writing (s) | share of training | epoch + best files (MB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for arch in args.archs:
+        process = subprocess.run([sys.executable, __file__, "--worker", arch, "--image-size", str(args.image_size),
+                                  "--epochs", str(args.epochs)], env=env, stdout=subprocess.PIPE, text=True)
+        found = [json.loads(line[7:]) for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+        if not found:
+            print(f"| {arch} | failed (exit code {process.returncode}) | | | | |")
+            continue
+        r = found[0]
+        print(f"| {r['arch']} | {r['epoch_s']:.2f} | {r['writes']} of {r['epochs']} | {r['write_s']:.2f} | "
+              f"{100 * r['share']:.1f}% | {r['checkpoint_mb']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
