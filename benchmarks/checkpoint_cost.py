@@ -4,20 +4,20 @@
 
 For each architecture (a fresh process): the model compiled as `keras-sign train` compiles it
 trains one epoch (to trace) on seeded random pixels the size of the embedded sample (320 training
-and 40 validation images, 10 classes), then a second, timed epoch. keras-sign's own `Checkpointer` (spacing policy, epoch and best files, real writes into a
-temporary run folder) then sees `--epochs` epochs of that length, with the validation accuracy of
+and 40 validation images, 10 classes), then a second, timed epoch. keras-sign's own `Checkpointer`
+(spacing policy, epoch and best files, real writes into a temporary run folder) then sees `--epochs` epochs of that length, with the validation accuracy of
 the README's default job, epoch by epoch, and every write it makes is timed. The table gives the
 epoch time, the checkpoints written, the seconds they took and their share of the training time.
 """
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from training_speed import report, worker_records  # noqa: E402
 
 TRAIN_IMAGES, VAL_IMAGES, CLASSES = 320, 40, 10  # the embedded sample's
 
@@ -77,18 +77,14 @@ def main():
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(measure(args.worker, args.image_size, args.epochs)))
-        return
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        return report(measure(args.worker, args.image_size, args.epochs))
     print("| arch | epoch (s) | checkpoints written | writing (s) | share of training | epoch + best files (MB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for arch in args.archs:
-        process = subprocess.run([sys.executable, __file__, "--worker", arch, "--image-size", str(args.image_size),
-                                  "--epochs", str(args.epochs)], env=env, stdout=subprocess.PIPE, text=True)
-        found = [json.loads(line[7:]) for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+        found, code = worker_records(sys.executable, __file__, arch,
+                                     ["--image-size", str(args.image_size), "--epochs", str(args.epochs)])
         if not found:
-            print(f"| {arch} | failed (exit code {process.returncode}) | | | | |")
+            print(f"| {arch} | failed (exit code {code}) | | | | |")
             continue
         r = found[0]
         print(f"| {r['arch']} | {r['epoch_s']:.2f} | {r['writes']} of {r['epochs']} | {r['write_s']:.2f} | "

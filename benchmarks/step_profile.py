@@ -20,13 +20,13 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training_speed import NUM_CLASSES, TORCHVISION_NAMES, keras_sign_model, random_batch  # noqa: E402
+from training_speed import (NUM_CLASSES, TORCHVISION_NAMES, keras_sign_model, random_batch, report,  # noqa: E402
+                            worker_records)
 
 
 def profile_tensorflow(args, folder):
@@ -117,7 +117,7 @@ def worker(args):
             os.environ["KERAS_BACKEND"] = args.worker
         profile = {"tensorflow": profile_tensorflow, "jax": profile_jax, "torchvision": profile_torchvision}
         times = profile[args.worker](args, folder)
-    print("RESULT " + json.dumps({name: ps / 1e9 / args.steps for name, ps in times.items()}))  # ms per step
+    report({name: ps / 1e9 / args.steps for name, ps in times.items()})  # ms per step
 
 
 def table(framework, ms_per_step, top):
@@ -144,18 +144,14 @@ def main():
         return worker(args)
     forwarded = ["--arch", args.arch, "--size", str(args.size), "--threads", str(args.threads),
                  "--warmup", str(args.warmup), "--steps", str(args.steps)]
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     print(f"## {args.arch}, {args.size} px, batch 32, {args.threads} threads, {args.steps} profiled steps\n")
     for framework in args.frameworks:
         python = args.torch_python if framework == "torchvision" else sys.executable
-        process = subprocess.run([python, __file__, "--worker", framework, *forwarded], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        found = [line[7:] for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+        found, code = worker_records(python, __file__, framework, forwarded, quiet=True)
         if not found:
-            print(f"{framework}: no profile (exit code {process.returncode}).\n")
+            print(f"{framework}: no profile (exit code {code}).\n")
             continue
-        print(table(framework, json.loads(found[0]), args.top) + "\n")
+        print(table(framework, found[0], args.top) + "\n")
 
 
 if __name__ == "__main__":

@@ -154,11 +154,27 @@ def torch_worker(setting, args):
                 }
 
 
+def report(record):
+    """Hand one record of a worker process back to `worker_records` in the parent."""
+    print("RESULT " + json.dumps(record), flush=True)
+
+
+def worker_records(python, script, worker, arguments, quiet=False):
+    """Run `script --worker WORKER ARGUMENTS` in a fresh `python` process that imports keras-sign from this
+    checkout; return `(the records it reported, its exit code)`. `quiet` drops its standard error."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    process = subprocess.run([python, script, "--worker", worker, *arguments], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL if quiet else None, text=True)
+    records = [json.loads(line[7:]) for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    return records, process.returncode
+
+
 def run_worker(args):
     kind, _, setting = args.worker.partition(":")
     records = torch_worker(setting, args) if kind == "torchvision" else keras_worker(kind, setting, args)
     for record in records:
-        print("RESULT " + json.dumps(record), flush=True)
+        report(record)
         print(f"{record['framework']:11} {record['backend']:10} {record['setting']:18} {record['arch']:13} "
               f"{record['size']:4} px  batch {record['batch_size']:4}: {record['images_per_s']:8.1f} images/s "
               f"(first step {record['first_step_s']:.1f} s)", file=sys.stderr, flush=True)
@@ -180,15 +196,11 @@ def measure(args):
                  "--batch-sizes", ",".join(map(str, args.batch_sizes)), "--threads", str(args.threads),
                  "--inter-op-threads", str(args.inter_op_threads),
                  "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     for worker in [worker for _ in range(args.repeats) for worker in workers]:  # round-robin: noise hits all alike
         python = args.torch_python if worker.startswith("torchvision:") else sys.executable
-        process = subprocess.run([python, __file__, "--worker", worker, *forwarded], env=env,
-                                 stdout=subprocess.PIPE, text=True)
-        found = [json.loads(line[7:]) for line in process.stdout.splitlines() if line.startswith("RESULT ")]
-        if process.returncode:
-            print(f"{worker} stopped with exit code {process.returncode} after {len(found)} cell(s).", file=sys.stderr)
+        found, code = worker_records(python, __file__, worker, forwarded)
+        if code:
+            print(f"{worker} stopped with exit code {code} after {len(found)} cell(s).", file=sys.stderr)
         records += found
     return records
 
