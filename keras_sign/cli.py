@@ -23,7 +23,8 @@ from keras_sign import __version__
 from keras_sign.backend import CHOICES as BACKEND_CHOICES
 from keras_sign.backend import select_backend
 from keras_sign.benchmark import RUNS, WARMUP
-from keras_sign.config import AUGMENT_POLICIES, HOW_NOT_WHAT, IMAGE_CACHES, OPTIMIZERS, SCHEDULES, SPLIT_METHODS
+from keras_sign.config import (AUGMENT_POLICIES, HOW_NOT_WHAT, IMAGE_CACHES, MIX_METHODS, OPTIMIZERS, SCHEDULES,
+                               SPLIT_METHODS)
 from keras_sign.export_formats import EXPORT_FORMATS, IO_TYPES, QUANTIZATIONS
 from keras_sign.errors import KerasSignError
 from keras_sign.export import DEFAULT_CALIBRATION_IMAGES, DEFAULT_OUT
@@ -116,6 +117,11 @@ TRAIN_OPTIONS = [
                  help="light (default): small affine and contrast; strong: larger, plus colour, mirror, erasing."),
     click.option("--background-augment/--no-background-augment", default=None,
                  help="Replace the plain backdrop behind the hand (black, a wall) by random ones while training."),
+    click.option("--mix", type=click.Choice(MIX_METHODS),
+                 help="Blend pairs of training images and their labels: mixup (whole images) or cutmix (a pasted "
+                      "rectangle); none by default."),
+    click.option("--mix-alpha", type=float, help="Beta(alpha, alpha) of the blend's share (default 0.2 for mixup, "
+                 "1.0 for cutmix)."),
     click.option("--weights", help="Starting weights: none (default), imagenet (torchvision's), imagenet-keras (keras.applications' "
                   "MobileNetV3Small), or a .pth/.safetensors/.h5/.weights.h5 file."),
     click.option("--init-from", help="Start from the model of another run folder (same architecture)."),

@@ -16,6 +16,7 @@ SPLIT_METHODS = ("auto", "stratified", "signer")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 AUGMENT_POLICIES = ("light", "strong")  # the keys of data.pipeline.AUGMENT_POLICIES
+MIX_METHODS = ("none", "mixup", "cutmix")  # data.mixing's
 IMAGE_CACHES = ("auto", "memory", "disk")  # where decoded training images are kept (data.image_cache)
 # Settings that change where or how fast a run computes, not what it computes: a resume may change them.
 HOW_NOT_WHAT = ("checkpoint_every", "backend", "image_cache", "image_cache_dir")
@@ -48,6 +49,8 @@ class TrainConfig:
     augment: bool = True
     augment_policy: str = "light"  # light (small affine and contrast) or strong (see data.pipeline.AUGMENT_POLICIES)
     background_augment: bool = False  # replace a plain backdrop (hands on black or on a wall) by random ones
+    mix: str = "none"  # none, mixup or cutmix: blend pairs of training images and their labels (data.mixing)
+    mix_alpha: float | None = None  # the Beta(alpha, alpha) of the blend's share; None: 0.2 for mixup, 1.0 for cutmix
     weights: str = "none"  # none, imagenet, imagenet-keras, or a .pth / .safetensors / .h5 / .weights.h5 file
     init_from: str | None = None  # a run folder whose backbone starts this training
     freeze_backbone: int = 0  # epochs that train only the head before everything is unfrozen
@@ -102,6 +105,8 @@ class TrainConfig:
              f"image_cache must be one of {', '.join(IMAGE_CACHES)} (got '{self.image_cache}')."),
             (self.augment_policy in AUGMENT_POLICIES,
              f"augment_policy must be one of {', '.join(AUGMENT_POLICIES)} (got '{self.augment_policy}')."),
+            (self.mix in MIX_METHODS, f"mix must be one of {', '.join(MIX_METHODS)} (got '{self.mix}')."),
+            (self.mix_alpha is None or self.mix_alpha > 0, f"mix_alpha must be positive, e.g. 0.2 (got {self.mix_alpha})."),
             (self.split in SPLIT_METHODS, f"split must be one of {', '.join(SPLIT_METHODS)} (got '{self.split}')."),
             (self.fold is None or _fold_ok(self.fold),
              f"fold must be 'i/k' with 1 <= i <= k and k >= 2, e.g. 1/5 (got '{self.fold}')."),

@@ -212,7 +212,8 @@ def training_data(config, files, num_classes, devices):
         seed = epoch_seed(config.seed, epoch)
         return batches(train_images, num_classes, config.batch_size, shuffle_seed=seed,
                        augment_seed=seed if config.augment else None, drop_remainder=drop_remainder,
-                       augment_policy=config.augment_policy, background=config.background_augment)
+                       augment_policy=config.augment_policy, background=config.background_augment,
+                       mix=config.mix, mix_alpha=config.mix_alpha)
 
     val = None
     if files["val"][0]:

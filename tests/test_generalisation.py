@@ -205,6 +205,8 @@ def test_training_calibrates_and_evaluate_and_predict_use_it(tmp_path):
     ({"fold": "1/1"}, "fold must be 'i/k'"),
     ({"fold": "1/5", "test_signers": "a"}, "either --test-signers or --fold"),
     ({"augment_policy": "wild"}, "augment_policy must be one of light, strong"),
+    ({"mix": "blend"}, "mix must be one of none, mixup, cutmix"),
+    ({"mix": "mixup", "mix_alpha": 0}, "mix_alpha must be positive"),
 ])
 def test_fold_and_augmentation_settings_are_checked(overrides, message):
     from keras_sign.config import load_config

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from keras_sign.data.catalog import scan_dataset
 from keras_sign.data.pipeline import batches, channel_mean_std, decoded_images, epoch_seed, make_dataset
@@ -94,3 +95,57 @@ def test_strong_augmentation_and_new_backdrops_are_seeded_and_keep_the_hand():
     other = augment_batch(tf.constant(image), seed + 1, "strong", background=True).numpy()
     np.testing.assert_array_equal(first, again)  # stateless: a resumed epoch sees the same pixels
     assert np.abs(first - other).mean() > 1 and 0 <= first.min() and first.max() <= 255
+
+
+def _two_colour_batch():
+    """Four flat images, each its own colour, with one-hot labels of four classes."""
+    images = np.repeat(np.array([10.0, 80.0, 150.0, 220.0], np.float32)[:, None, None, None], 32, 1)
+    return np.repeat(np.repeat(images, 32, 2), 3, 3), np.eye(4, dtype=np.float32)
+
+
+def test_mixup_blends_each_image_with_its_neighbour_by_the_labels_share():
+    import tensorflow as tf
+
+    from keras_sign.data.mixing import mix_batch
+
+    images, labels = _two_colour_batch()
+    seed = tf.constant([7, 0], tf.int64)
+    mixed, soft = (t.numpy() for t in mix_batch(tf.constant(images), tf.constant(labels), seed, "mixup", 1.0))
+    np.testing.assert_allclose(soft.sum(1), 1.0, rtol=1e-6)
+    lam = soft[np.arange(4), np.arange(4)]  # each image's own class keeps the share lam
+    partner = np.roll(np.arange(4), 1)
+    np.testing.assert_allclose(soft[np.arange(4), partner], 1 - lam, rtol=1e-5)
+    expected = lam * images[:, 0, 0, 0] + (1 - lam) * images[partner, 0, 0, 0]
+    np.testing.assert_allclose(mixed[:, 5, 5, 0], expected, rtol=1e-5)
+    again = mix_batch(tf.constant(images), tf.constant(labels), seed, "mixup", 1.0)[0].numpy()
+    np.testing.assert_array_equal(mixed, again)  # stateless: a resumed epoch mixes the same way
+    other = mix_batch(tf.constant(images), tf.constant(labels), seed + 1, "mixup", 1.0)[1].numpy()
+    assert not np.allclose(other, soft)
+    assert mix_batch(images, labels, seed, "none")[0] is images
+
+
+def test_cutmix_labels_are_the_share_of_pixels_each_photo_shows():
+    import tensorflow as tf
+
+    from keras_sign.data.mixing import mix_batch
+
+    images, labels = _two_colour_batch()
+    for step in range(5):
+        seed = tf.constant([11, step], tf.int64)
+        mixed, soft = (t.numpy() for t in mix_batch(tf.constant(images), tf.constant(labels), seed, "cutmix"))
+        for i, partner in enumerate(np.roll(np.arange(4), 1)):
+            own = (mixed[i, ..., 0] == images[i, 0, 0, 0]).mean()
+            assert set(np.unique(mixed[i])) <= {images[i, 0, 0, 0], images[partner, 0, 0, 0]}  # pasted, not blended
+            assert soft[i, i] == pytest.approx(own, abs=1e-6) and soft[i, partner] == pytest.approx(1 - own, abs=1e-6)
+
+
+def test_training_batches_are_mixed_only_when_asked():
+    paths, labels = _sample(8)
+    images = decoded_images(paths, labels, 32)
+    plain = next(batches(images, 10, 8, shuffle_seed=3, augment_seed=3).as_numpy_iterator())
+    mixed = next(batches(images, 10, 8, shuffle_seed=3, augment_seed=3, mix="mixup").as_numpy_iterator())
+    assert set(np.unique(plain[1])) == {0.0, 1.0}
+    assert (mixed[1].max(1) < 1).any()  # some labels are shares of two classes
+    np.testing.assert_allclose(mixed[1].sum(1), 1.0, rtol=1e-6)
+    assert ((mixed[1] > 0).sum(1) <= 2).all()  # each a blend of two photos at most
+    assert (mixed[1][np.arange(8), plain[1].argmax(1)] > 0).all()  # with the photo's own class among them

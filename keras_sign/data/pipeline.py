@@ -219,7 +219,7 @@ def decoded_images(paths, labels, image_size, center_crop=False, orientations=No
 
 
 def batches(images, num_classes, batch_size, shuffle_seed=None, augment_seed=None, drop_remainder=False,
-            augment_policy="light", background=False):
+            augment_policy="light", background=False, mix="none", mix_alpha=None):
     """Batches of `(float32 images 0-255, one-hot labels)` from `decoded_images` or a disk cache.
 
     Args:
@@ -230,7 +230,9 @@ def batches(images, num_classes, batch_size, shuffle_seed=None, augment_seed=Non
         augment_seed: apply the training augmentation seeded with this (None: no augmentation).
         drop_remainder: leave out a last, smaller batch (data parallel training needs equal shards).
         augment_policy, background: see `augment_batch`.
+        mix, mix_alpha: blend pairs of augmented training images and their labels (`mixing.mix_batch`).
     """
+    from keras_sign.data.mixing import mix_batch  # here: mixing imports this module
     tf = import_tensorflow()
     autotune = tf.data.AUTOTUNE
     if hasattr(images, "batched"):  # a disk cache shuffles indices and reads each batch's rows
@@ -242,11 +244,12 @@ def batches(images, num_classes, batch_size, shuffle_seed=None, augment_seed=Non
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), num_parallel_calls=autotune)
     if augment_seed is not None:
-        ds = ds.enumerate().map(
-            lambda index, batch: (augment_batch(batch[0], tf.stack([tf.constant(augment_seed, tf.int64), index]),
-                                                augment_policy, background), batch[1]),
-            num_parallel_calls=autotune,
-        )
+        def augment(index, batch):
+            seed = tf.stack([tf.constant(augment_seed, tf.int64), index])
+            return mix_batch(augment_batch(batch[0], seed, augment_policy, background), batch[1], seed + 10, mix,
+                             mix_alpha)
+
+        ds = ds.enumerate().map(augment, num_parallel_calls=autotune)
     return ds.prefetch(autotune)
 
 
