@@ -5,9 +5,13 @@
 For each architecture (a fresh process): the model compiled as `keras-sign train` compiles it
 trains one epoch (to trace) on seeded random pixels the size of the embedded sample (320 training
 and 40 validation images, 10 classes), then a second, timed epoch. keras-sign's own `Checkpointer`
-(spacing policy, epoch and best files, real writes into a temporary run folder) then sees `--epochs` epochs of that length, with the validation accuracy of
-the README's default job, epoch by epoch, and every write it makes is timed. The table gives the
-epoch time, the checkpoints written, the seconds they took and their share of the training time.
+(spacing policy, epoch and best files, real writes into a temporary run folder) then sees `--epochs`
+epochs of that length, with the validation accuracy of the README's default job, epoch by epoch,
+and every write it makes is timed. The table gives the epoch time, the checkpoints written, the
+seconds they took and their share of the training time; the seconds `best.keras` takes when
+training ends (an inference model like `model.keras`, once per run); and, side by side, what one checkpoint of the model costs as keras-sign writes it (the
+variables' values as `.npz`) and as a `.keras` file with the optimizer (Keras' `model.save`, what
+keras-sign wrote before), each the best of three.
 """
 
 import argparse
@@ -31,7 +35,7 @@ def measure(arch, image_size, epochs):
     import keras
     import numpy as np
 
-    from keras_sign.checkpoints import Checkpointer, fresh_state
+    from keras_sign.checkpoints import Checkpointer, checkpoint_values, fresh_state, write_best_model, write_values
     from keras_sign.config import TrainConfig
     from keras_sign.fused_batch_norm import fuse_batch_norms
     from keras_sign.models import build_model
@@ -52,7 +56,8 @@ def measure(arch, image_size, epochs):
     model.fit(*train, batch_size=config.batch_size, validation_data=val, verbose=0)
     epoch_seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as folder:
-        checkpoints = Checkpointer(RunFolder(folder), fresh_state())
+        run = RunFolder(folder)
+        checkpoints = Checkpointer(run, fresh_state())
         writes, write_seconds = 0, 0.0
         for epoch in range(epochs):
             accuracy = VAL_ACCURACY[epoch % len(VAL_ACCURACY)]
@@ -63,10 +68,24 @@ def measure(arch, image_size, epochs):
             if checkpoints.state.get("model") != before:  # a checkpoint was written
                 writes += 1
             write_seconds += spent  # the in-memory copy of a new best epoch counts too
-        size = sum(p.stat().st_size for p in Path(folder, "checkpoint").glob("*.keras"))
+        run.save_model(model, optimizer=False)  # model.keras: written by every run, checkpoints or not
+        started = time.perf_counter()
+        write_best_model(run, checkpoints.state, model)
+        best_model_seconds = time.perf_counter() - started
+        size = sum(p.stat().st_size for p in Path(folder, "checkpoint").glob("*.npz"))
+        one_write = {"npz": lambda: write_values(run, "one.npz", checkpoint_values(model)),
+                     "keras": lambda: run.save_model(model, "one.keras")}
+        single = {name: min(_timed(write) for _ in range(3)) for name, write in one_write.items()}
     keras.backend.clear_session()
     return {"arch": arch, "epoch_s": epoch_seconds, "epochs": epochs, "writes": writes, "write_s": write_seconds,
-            "share": write_seconds / (epochs * epoch_seconds), "checkpoint_mb": size / 1e6}
+            "best_model_s": best_model_seconds, "share": write_seconds / (epochs * epoch_seconds),
+            "checkpoint_mb": size / 1e6, "one_npz_s": single["npz"], "one_keras_s": single["keras"]}
+
+
+def _timed(function):
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
 
 
 def main():
@@ -78,17 +97,19 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return report(measure(args.worker, args.image_size, args.epochs))
-    print("| arch | epoch (s) | checkpoints written | writing (s) | share of training | epoch + best files (MB) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| arch | epoch (s) | checkpoints written | writing (s) | share of training | epoch + best files (MB) "
+          "| best.keras at the end (s) | one checkpoint as .npz (s) | as .keras (s) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for arch in args.archs:
         found, code = worker_records(sys.executable, __file__, arch,
                                      ["--image-size", str(args.image_size), "--epochs", str(args.epochs)])
         if not found:
-            print(f"| {arch} | failed (exit code {code}) | | | | |")
+            print(f"| {arch} | failed (exit code {code}) | | | | | | | |")
             continue
         r = found[0]
         print(f"| {r['arch']} | {r['epoch_s']:.2f} | {r['writes']} of {r['epochs']} | {r['write_s']:.2f} | "
-              f"{100 * r['share']:.1f}% | {r['checkpoint_mb']:.0f} |", flush=True)
+              f"{100 * r['share']:.1f}% | {r['checkpoint_mb']:.0f} | {r['best_model_s']:.2f} | {r['one_npz_s']:.3f} | "
+              f"{r['one_keras_s']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

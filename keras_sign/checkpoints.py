@@ -2,40 +2,48 @@
 
     keras-sign train --resume runs/digits-mobilenetv3_small-20261126-101500
 
-`checkpoint/` in the run folder holds `epoch-NNNN.keras` (the model after the
-last checkpointed epoch, optimizer state included), `best.keras` (the epoch
-with the best validation accuracy so far, also with its optimizer state) and
-`state.json`, which names the epoch file and carries what early stopping
+`checkpoint/` in the run folder holds `epoch-NNNN.npz` (the values of the
+model's and the optimizer's variables after the last checkpointed epoch),
+`best.npz` (the same for the epoch with the best validation accuracy so far)
+and `state.json`, which names the epoch file and carries what early stopping
 needs. The epoch file is complete before `state.json` points at it, and the
 old one is removed only after that, so a `kill -9` at any moment leaves a
-state that resumes: the epochs after the checkpoint are trained again. A
-checkpoint damaged on disk afterwards (a full disk, a bad copy) is not
-trusted: resume falls back to `best.keras`, or to the start.
+state that resumes: the model is built again from the run's record, takes the
+checkpoint's values, and the epochs after the checkpoint are trained again.
+A checkpoint damaged on disk afterwards (a full disk, a bad copy) is not
+trusted (an `.npz` is a zip with checksums): resume falls back to `best.npz`,
+or to the start. When training ends, `best.keras` beside `model.keras` is the
+best epoch's model, for inference like `model.keras`.
 
-Writing a checkpoint takes a fixed time (0.35 s for MobileNetV3-Small, whose
-file with the Adam state is 19 MB), which is a third of an epoch on a small
-dataset. So by default a checkpoint is written after the first epoch and
-then whenever the epochs since the last one took 20 times as long as writing
-it (every epoch once epochs are that long): checkpoints cost at most 5% of
-the training time, and a kill loses at most 20 writes' worth of training
-(7 s here).
+A checkpoint is the variables' values alone, not a `.keras` file, because
+Keras' saving walks every layer and optimizer slot in Python: for
+MobileNetV3-Small's 19 MB, 0.31 s as `.keras` against 0.05 s as `.npz`
+(BENCHMARKS.md, "Checkpoints per architecture"). A checkpoint is written after
+the first epoch and then whenever the epochs since the last one took 33 times
+as long as writing it and keeping the new best epochs' values in memory
+(every epoch once epochs are that long): checkpoints cost about 3% of the
+training time, and a kill loses at most 33 writes' worth of training.
 `--checkpoint-every N` writes after every Nth epoch instead. The last epoch
 and an early stop are always written.
 """
 
 import logging
 import time
+import zipfile
+
+import numpy as np
 
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import atomic_write_bytes
+from keras_sign.runs import atomic_write_bytes, check_model_file, replaced_atomically
 
 log = logging.getLogger("keras_sign")
 
 FOLDER = "checkpoint"
 STATE = f"{FOLDER}/state.json"
-BEST = f"{FOLDER}/best.keras"
+BEST = f"{FOLDER}/best.npz"
+BEST_MODEL = "best.keras"  # in the run folder, written when training ends
 MONITOR = "val_accuracy"
-WRITE_SHARE = 0.05  # by default checkpoints may take this share of the training time
+WRITE_SHARE = 0.03  # by default checkpoints are spaced to take this share of the training time
 
 
 def fresh_state():
@@ -50,34 +58,93 @@ def read_state(run):
 
 
 def load_resumable(run, state):
-    """`(model, state)` to continue from: the checkpointed model compiled with its optimizer state.
+    """`(values, state)` to continue from: the checkpointed values (see `read_values`) and their state.
 
-    When the epoch file named by the state is damaged, the run goes back to `best.keras` (copied
+    When the epoch file named by the state is damaged, the run goes back to `best.npz` (copied
     to that epoch's file, so the best file can move on independently) and trains the epochs after
     it again; when that is damaged too, training starts over. Each step is said in a warning.
-    The model is None when there is nothing to resume (a fresh state, or nothing intact).
+    The values are None when there is nothing to resume (a fresh state, or nothing intact).
     """
     if not state["model"]:
         return None, state
     try:
-        return run.load_model(state["model"], compile=True), state
+        return read_values(run, state["model"]), state
     except KerasSignError as error:
         log.warning("%s", error)
     if state["best_epoch"] and run.file(BEST).is_file():
         try:
-            model = run.load_model(BEST, compile=True)
+            values = read_values(run, BEST)
         except KerasSignError as error:
             log.warning("%s", error)
         else:
-            state = dict(state, epoch=state["best_epoch"], model=f"{FOLDER}/epoch-{state['best_epoch']:04d}.keras",
+            state = dict(state, epoch=state["best_epoch"], model=_epoch_file(state["best_epoch"]),
                          epochs_without_improvement=0, stopped_early=False)
             atomic_write_bytes(run.file(state["model"]), run.file(BEST).read_bytes())
             run.write_json(STATE, state)
             log.warning("Resuming from %s instead (epoch %d); the epochs after it are trained again.", BEST,
                         state["epoch"])
-            return model, state
+            return values, state
     log.warning("No intact checkpoint in %s: training starts again from the first epoch.", run.file(FOLDER))
     return None, fresh_state()
+
+
+def checkpoint_values(model):
+    """What a checkpoint keeps of a compiled model: its variables' values and its optimizer's, in order."""
+    return {"model": [variable.numpy() for variable in model.variables],
+            "optimizer": [variable.numpy() for variable in model.optimizer.variables]}
+
+
+def write_values(run, name, values):
+    """Write `checkpoint_values` to the run folder's file `name` (an `.npz`), atomically."""
+    arrays = {f"{part}_{index:05d}": value for part, values in values.items() for index, value in enumerate(values)}
+    run.file(FOLDER).mkdir(exist_ok=True)
+    with replaced_atomically(run.file(name)) as tmp, open(tmp, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def read_values(run, name):
+    """The `checkpoint_values` in the run folder's file `name`, or a KerasSignError when it is damaged.
+
+    A `.keras` checkpoint of an older keras-sign is read through Keras.
+    """
+    if name.endswith(".keras"):
+        return checkpoint_values(run.load_model(name, compile=True))
+    check_model_file(run.file(name))  # a zip too: each member's checksum
+    try:
+        with np.load(run.file(name)) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise KerasSignError(f"{run.file(name)} is damaged or cut short ({error}).") from None
+    return {part: [arrays[key] for key in sorted(arrays) if key.startswith(f"{part}_")] for part in ("model", "optimizer")}
+
+
+def restore(variables, values, name):
+    """Assign checkpointed `values` to `variables` (a model's or its optimizer's), checking that they fit."""
+    if [tuple(variable.shape) for variable in variables] != [value.shape for value in values]:
+        raise KerasSignError(f"The checkpoint's {name} variables do not fit the model this run builds; "
+                             "train it again with a new --out.")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def write_best_model(run, state, model):
+    """`best.keras`: the best validation epoch's model, for inference (no optimizer) like `model.keras`,
+    which must already be written. Nothing without a validation split."""
+    if state["best_epoch"] is None:
+        return
+    if state["best_epoch"] == state["epoch"]:  # model.keras is that epoch's
+        atomic_write_bytes(run.file(BEST_MODEL), run.file("model.keras").read_bytes())
+        return
+    own = [variable.numpy() for variable in model.variables]
+    try:
+        restore(model.variables, read_values(run, BEST)["model"], "model")
+        run.save_model(model, BEST_MODEL, optimizer=False)
+    finally:
+        restore(model.variables, own, "model")
+
+
+def _epoch_file(epoch):
+    return f"{FOLDER}/epoch-{epoch:04d}.npz"
 
 
 def finished_history(run, state):
@@ -95,7 +162,8 @@ class Checkpointer:
         self.run, self.state, self.patience, self.every = run, state, patience, every
         self.write_seconds = None  # how long the last checkpoint took to write; None before the first
         self.trained_seconds = 0.0  # spent training since the last checkpoint
-        self.best = None  # the best epoch's variable values, while best.keras on disk is older
+        self.copy_seconds = 0.0  # spent since then keeping new best epochs' values in memory
+        self.best = None  # the best epoch's checkpoint values, while best.npz on disk is older
 
     def after_epoch(self, model, logs, seconds, last):
         """Record the epoch just trained (`logs`: its metrics, `seconds`: how long it took) and write a
@@ -105,7 +173,9 @@ class Checkpointer:
         if value is not None:
             if state["best_val_accuracy"] is None or value > state["best_val_accuracy"]:
                 state.update(best_epoch=state["epoch"], best_val_accuracy=float(value), epochs_without_improvement=0)
-                self.best = [variable.numpy() for variable in _saved_variables(model)]
+                started = time.time()
+                self.best = checkpoint_values(model)
+                self.copy_seconds += time.time() - started
             else:
                 state["epochs_without_improvement"] += 1
             if self.patience and state["epochs_without_improvement"] >= self.patience:
@@ -120,47 +190,30 @@ class Checkpointer:
     def _due(self):
         if self.every:
             return self.state["epoch"] % self.every == 0
-        return self.write_seconds is None or self.trained_seconds * WRITE_SHARE >= self.write_seconds
+        if self.write_seconds is None:  # the first epoch: writing it measures what a write costs
+            return True
+        # the next write and the copies of new best epochs since the last one, against the training since then
+        return self.trained_seconds * WRITE_SHARE >= self.write_seconds + self.copy_seconds
 
     def _write(self, model):
         started = time.time()
         state, previous = self.state, self.state["model"]
-        state["model"] = f"{FOLDER}/epoch-{state['epoch']:04d}.keras"
-        self.run.save_model(model, state["model"])
-        if self.best is not None:  # best.keras catches up: this epoch's file, or the best epoch's values
-            if state["best_epoch"] == state["epoch"]:
-                atomic_write_bytes(self.run.file(BEST), self.run.file(state["model"]).read_bytes())
-            else:
-                _save_with_values(self.run, model, self.best, BEST)
+        values = checkpoint_values(model)
+        state["model"] = _epoch_file(state["epoch"])
+        write_values(self.run, state["model"], values)
+        if self.best is not None:  # best.npz catches up: this epoch's values, or the best epoch's
+            write_values(self.run, BEST, values if state["best_epoch"] == state["epoch"] else self.best)
             self.best = None
         self.run.write_json(STATE, state)
         if previous and previous != state["model"]:
             self.run.file(previous).unlink(missing_ok=True)
-        self.write_seconds, self.trained_seconds = time.time() - started, 0.0
-
-
-def _saved_variables(model):
-    """What a `.keras` file of a compiled model holds: the model's and the optimizer's variables."""
-    return [*model.variables, *model.optimizer.variables]
-
-
-def _save_with_values(run, model, values, name):
-    """Save `model` as `name` with its saved variables set to `values`, then put its own values back."""
-    variables = _saved_variables(model)
-    own = [variable.numpy() for variable in variables]
-    try:
-        for variable, value in zip(variables, values):
-            variable.assign(value)
-        run.save_model(model, name)
-    finally:
-        for variable, value in zip(variables, own):
-            variable.assign(value)
+        self.write_seconds, self.trained_seconds, self.copy_seconds = time.time() - started, 0.0, 0.0
 
 
 def remove_leftovers(run, state):
     """Delete what a killed run left half done: epoch files `state.json` does not name, and temp files
     that were never renamed into place. Nothing trusts them."""
-    stale = [p for p in run.file(FOLDER).glob("epoch-*.keras") if f"{FOLDER}/{p.name}" != state["model"]]
+    stale = [p for p in run.file(FOLDER).glob("epoch-*") if f"{FOLDER}/{p.name}" != state["model"]]
     temporary = [p for folder in (run.path, run.file(FOLDER)) for p in folder.glob(".*.tmp*")]
     for path in stale + temporary:
         path.unlink(missing_ok=True)

@@ -134,7 +134,7 @@ TRAIN_OPTIONS = [
     click.option("--warmup-epochs", type=int, help="Linear learning-rate warm-up before the schedule (default 0)."),
     click.option("--patience", type=int, help="Stop after N epochs without a better validation accuracy."),
     click.option("--checkpoint-every", type=int,
-                 help="Checkpoint every N epochs (default: as often as costs at most 5% of the training time)."),
+                 help="Checkpoint every N epochs (default: spaced to cost about 3% of the training time)."),
     click.option("--image-cache", type=click.Choice(IMAGE_CACHES),
                  help="Keep decoded images in memory or in a file on disk, read batch by batch (default auto: disk "
                       "when they would take over a quarter of the memory)."),

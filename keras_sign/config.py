@@ -61,7 +61,7 @@ class TrainConfig:
     schedule: str = "constant"  # constant, cosine (to 0) or step (x0.1 at 50% and 75% of the epochs)
     warmup_epochs: int = 0  # linear warm-up to lr before the schedule
     patience: int | None = None  # stop after this many epochs without a better validation accuracy
-    checkpoint_every: int | None = None  # None: spaced so that checkpoints take <= 5% of training (see checkpoints)
+    checkpoint_every: int | None = None  # None: spaced so that checkpoints take about 3% of training (see checkpoints)
     image_cache: str = "auto"  # decoded images in memory, or in a file on disk (auto: disk when they are large)
     image_cache_dir: str | None = None  # where disk caches live; default $KERAS_SIGN_IMAGE_CACHE or ~/.cache/keras_sign/images
     mixed_precision: bool = False  # bfloat16 compute, float32 weights

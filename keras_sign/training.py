@@ -16,7 +16,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_sign.checkpoints import Checkpointer, finished_history, load_resumable, read_state, remove_leftovers
+from keras_sign.checkpoints import (Checkpointer, finished_history, load_resumable, read_state, remove_leftovers,
+                                    restore, write_best_model)
 from keras_sign.data.image_cache import cached_split
 from keras_sign.data.pipeline import batches, epoch_seed
 from keras_sign.data.split import SPLITS
@@ -163,9 +164,10 @@ def phase_of(config, epoch):
     return config.freeze_backbone, config.epochs, peak, True
 
 
-def fit_epochs(model, config, run, data, history, state, callbacks=(), first_step=None):
+def fit_epochs(model, config, run, data, history, state, callbacks=(), first_step=None, optimizer_values=None):
     """Train epoch by epoch from the checkpoint `state`, checkpointing as `keras_sign.checkpoints` says;
-    return the final state. `first_step` (a `FirstStepTimer`) times the first step this call trains.
+    return the final state. `first_step` (a `FirstStepTimer`) times the first step this call trains;
+    `optimizer_values` are the checkpoint's optimizer state, restored unless a new phase starts a new optimizer.
 
     Each epoch is its own `model.fit` call on batches seeded by (seed, epoch), so an epoch trained
     after a resume sees the same data as it would have without the interruption.
@@ -185,8 +187,10 @@ def fit_epochs(model, config, run, data, history, state, callbacks=(), first_ste
             if not trainable:
                 log.info("Training the head only for %d epoch(s).", end - first)
             compile_model(model, config, peak, (end - first) * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
-        if epoch in (first, start):  # newly compiled, or loaded from a checkpoint
+        if epoch in (first, start):  # newly compiled
             create_step_variables(model)
+        if epoch == start != first and optimizer_values is not None:
+            restore(model.optimizer.variables, optimizer_values, "optimizer")
         started = time.time()
         result = model.fit(
             data["train_batches"](epoch), validation_data=data["val"], initial_epoch=epoch, epochs=epoch + 1,
@@ -245,16 +249,17 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
         files = {split: run.split_files(split) for split in SPLITS}  # split.csv, kept on resume
         data = training_data(config, files, len(class_names), len(devices))
 
-        model, state = load_resumable(run, read_state(run))
+        normalization = record["normalization"]
+        model = build_model(
+            record["arch"], len(class_names), config.image_size, normalization["mean"], normalization["std"],
+            config.dropout, config.bn_momentum, padding=record["padding"],
+        )
+        values, state = load_resumable(run, read_state(run))
         remove_leftovers(run, state)
-        if model is not None:
+        if values is not None:
             log.info("Resuming %s after epoch %d of %d.", run.path, state["epoch"], config.epochs)
+            restore(model.variables, values["model"], "model")
         else:
-            normalization = record["normalization"]
-            model = build_model(
-                record["arch"], len(class_names), config.image_size, normalization["mean"], normalization["std"],
-                config.dropout, config.bn_momentum, padding=record["padding"],
-            )
             start = start or starting_point(config, record["arch"])
             fresh = start.fill(model)
             if fresh:
@@ -262,10 +267,12 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
         history = HistoryWriter(run.file("history.csv"), len(files["train"].paths), config.epochs,
                                 finished_history(run, state))
         first_step = FirstStepTimer(started)
-        state = fit_epochs(model, config, run, data, history, state, callbacks, first_step)
+        state = fit_epochs(model, config, run, data, history, state, callbacks, first_step,
+                           values["optimizer"] if values else None)
         if len(devices) > 1:
             keras.distribution.set_distribution(None)  # evaluation runs on one device, whatever the batch size
         run.save_model(model, optimizer=False)  # model.keras: for inference, loadable by plain Keras
+        write_best_model(run, state, model)
 
         record.update(
             status="finished", epochs_trained=state["epoch"], stopped_early=state["stopped_early"],

@@ -1,11 +1,12 @@
-"""When checkpoints are written, and that best.keras holds the best epoch even when that epoch was not
+"""When checkpoints are written, and that best.npz holds the best epoch even when that epoch was not
 checkpointed: a small compiled Keras model, real files, the epochs' metrics and durations given."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_sign.checkpoints import BEST, Checkpointer, fresh_state, read_state
+from keras_sign.checkpoints import (BEST, BEST_MODEL, Checkpointer, fresh_state, read_state, read_values,
+                                    write_best_model)
 from keras_sign.runs import RunFolder
 
 
@@ -28,20 +29,28 @@ def _written_epoch(run):
     return read_state(run)["epoch"]
 
 
-def test_by_default_checkpoints_cost_at_most_a_twentieth_of_the_training_time(model, tmp_path):
+def test_by_default_checkpoints_are_spaced_to_cost_three_percent_of_the_training_time(model, tmp_path):
     run = RunFolder(tmp_path)
     checkpoints = Checkpointer(run, fresh_state())
     checkpoints.after_epoch(model, {"val_accuracy": 0.5}, seconds=1.0, last=False)
     assert _written_epoch(run) == 1  # the first epoch, which also measures what writing costs
-    checkpoints.write_seconds = 2.0  # as if writing took 2 s: due after 40 s of training
-    for epoch, seconds in ((2, 30.0), (3, 9.0)):
+    checkpoints.write_seconds = 0.9  # as if writing took 0.9 s: due after 30 s of training
+    for epoch, seconds in ((2, 20.0), (3, 9.0)):
         checkpoints.after_epoch(model, {"val_accuracy": 0.5}, seconds=seconds, last=False)
         assert _written_epoch(run) == 1, epoch
-    checkpoints.after_epoch(model, {"val_accuracy": 0.5}, seconds=1.0, last=False)
-    assert _written_epoch(run) == 4  # 40 s trained since the last checkpoint
+    checkpoints.after_epoch(model, {"val_accuracy": 0.5}, seconds=2.0, last=False)
+    assert _written_epoch(run) == 4  # 31 s trained since the last checkpoint
+    # Keeping a new best epoch's values in memory counts too: 0.9 s of writing and 0.3 s of copies need 40 s.
+    checkpoints.write_seconds = 0.9
+    checkpoints.after_epoch(model, {"val_accuracy": 0.6}, seconds=20.0, last=False)  # a new best
+    checkpoints.copy_seconds = 0.3
+    checkpoints.after_epoch(model, {"val_accuracy": 0.5}, seconds=11.0, last=False)
+    assert _written_epoch(run) == 4  # 31 s would have been enough without the copy
+    checkpoints.after_epoch(model, {"val_accuracy": 0.5}, seconds=10.0, last=False)
+    assert _written_epoch(run) == 7
     checkpoints.after_epoch(model, {"val_accuracy": 0.5}, seconds=0.1, last=True)
-    assert _written_epoch(run) == 5  # the last epoch always
-    assert sorted(p.name for p in run.file("checkpoint").iterdir()) == ["best.keras", "epoch-0005.keras", "state.json"]
+    assert _written_epoch(run) == 8  # the last epoch always
+    assert sorted(p.name for p in run.file("checkpoint").iterdir()) == ["best.npz", "epoch-0008.npz", "state.json"]
 
 
 def test_every_n_epochs_and_an_early_stop(model, tmp_path):
@@ -54,17 +63,39 @@ def test_every_n_epochs_and_an_early_stop(model, tmp_path):
     assert written == [0, 2, 2, 4] and state["stopped_early"]  # epoch 4 is both the 2nd and the stop
 
 
-def test_best_keras_is_the_best_epoch_even_when_it_was_not_checkpointed(model, tmp_path):
+def test_best_npz_is_the_best_epoch_even_when_it_was_not_checkpointed(model, tmp_path):
     run = RunFolder(tmp_path)
     checkpoints = Checkpointer(run, fresh_state(), every=3)
     for epoch, accuracy in zip((1, 2, 3), (0.3, 0.9, 0.6)):
         _train_an_epoch(model, epoch)
         state = checkpoints.after_epoch(model, {"val_accuracy": accuracy}, seconds=1.0, last=False)
     assert state["epoch"] == 3 and state["best_epoch"] == 2
-    best = run.load_model(BEST, compile=True)
-    for variable in [*best.variables, *best.optimizer.variables]:
-        np.testing.assert_array_equal(variable.numpy(), np.full(variable.shape, 2, variable.dtype))
+    best = read_values(run, BEST)
+    assert len(best["model"]) == len(model.variables) and len(best["optimizer"]) == len(model.optimizer.variables)
+    assert all(np.all(value == 2) for part in best.values() for value in part)
     # The model itself keeps training from epoch 3's values, and the epoch file holds those.
     assert all(np.all(variable.numpy() == 3) for variable in model.variables)
-    latest = run.load_model(state["model"], compile=True)
-    assert all(np.all(variable.numpy() == 3) for variable in [*latest.variables, *latest.optimizer.variables])
+    latest = read_values(run, state["model"])
+    assert all(np.all(value == 3) for part in latest.values() for value in part)
+
+    # When training ends: best.keras is the best epoch's model, for inference; the model keeps its own values.
+    run.save_model(model, optimizer=False)
+    write_best_model(run, state, model)
+    best_model = run.load_model(BEST_MODEL)
+    assert getattr(best_model, "optimizer", None) is None and all(np.all(v.numpy() == 2) for v in best_model.variables)
+    assert all(np.all(variable.numpy() == 3) for variable in model.variables)
+
+
+def test_a_damaged_checkpoint_is_refused_in_one_line(model, tmp_path):
+    from keras_sign.errors import KerasSignError
+
+    run = RunFolder(tmp_path)
+    Checkpointer(run, fresh_state()).after_epoch(model, {}, seconds=1.0, last=True)
+    path = run.file(read_state(run)["model"])
+    whole = path.read_bytes()
+    flipped = bytearray(whole)
+    flipped[whole.index(model.variables[0].numpy().tobytes()) + 5] ^= 0xFF  # inside the kernel's values
+    for damaged, message in ((bytes(flipped), "fails its checksum"), (whole[:len(whole) // 2], "cut short")):
+        path.write_bytes(damaged)
+        with pytest.raises(KerasSignError, match=message):
+            read_values(run, read_state(run)["model"])

@@ -264,7 +264,7 @@ def test_damaged_model_file_is_named_in_one_line_by_every_command(users_run, tmp
 
 
 def test_resume_falls_back_from_a_damaged_checkpoint(users_run, tmp_path, caplog):
-    """Defect 8, on resume: the newest intact checkpoint (best.keras) is used and said so, and training
+    """Defect 8, on resume: the newest intact checkpoint (best.npz) is used and said so, and training
     goes on from there."""
     run = tmp_path / "resumed"
     shutil.copytree(users_run, run)
@@ -272,7 +272,7 @@ def test_resume_falls_back_from_a_damaged_checkpoint(users_run, tmp_path, caplog
     (run / state["model"]).write_bytes(b"")  # a copy cut off, a full disk...
     config = load_config(run / "config.yaml", {"epochs": 3, "out": str(run)})
     train(config, "tensorflow", "test", resume=True)
-    assert "Resuming from checkpoint/best.keras instead (epoch %d)" % state["best_epoch"] in caplog.text
+    assert "Resuming from checkpoint/best.npz instead (epoch %d)" % state["best_epoch"] in caplog.text
     info = json.loads((run / "run.json").read_text())
     assert info["epochs_trained"] == 3
     assert [row["epoch"] for row in RunFolder(run).read_history()] == ["1", "2", "3"]
@@ -284,10 +284,10 @@ def test_with_no_intact_checkpoint_training_starts_over(users_run, tmp_path, cap
     run = tmp_path / "damaged"
     shutil.copytree(users_run, run)
     folder = RunFolder(run)
-    for name in (read_state(folder)["model"], "checkpoint/best.keras"):
+    for name in (read_state(folder)["model"], "checkpoint/best.npz"):
         (run / name).write_bytes(b"PK\x03\x04 not a whole file")
-    model, state = load_resumable(folder, read_state(folder))
-    assert model is None and state["epoch"] == 0 and state["model"] is None
+    values, state = load_resumable(folder, read_state(folder))
+    assert values is None and state["epoch"] == 0 and state["model"] is None
     assert "No intact checkpoint" in caplog.text and "training starts again from the first epoch" in caplog.text
 
 

@@ -19,7 +19,7 @@ from keras_sign.config import TrainConfig, load_config
 from keras_sign.errors import KerasSignError
 from keras_sign.preparation import open_for_resume
 from keras_sign.runs import RunFolder
-from keras_sign.training import make_optimizer
+from keras_sign.training import compile_model, make_optimizer
 
 # ResNet-18 has no dropout, so a deterministic run depends on nothing but the seed.
 DETERMINISTIC = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "4", "--epochs", "2", "--seed", "5",
@@ -75,8 +75,10 @@ def test_resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(digits60, tmp
         np.testing.assert_array_equal(after_resume, straight)
     info = json.loads((interrupted / "run.json").read_text())
     assert info["status"] == "finished" and info["epochs_trained"] == 2
-    assert sorted(p.name for p in (interrupted / "checkpoint").iterdir()) == ["best.keras", "epoch-0002.keras",
+    assert sorted(p.name for p in (interrupted / "checkpoint").iterdir()) == ["best.npz", "epoch-0002.npz",
                                                                              "state.json"]
+    best = RunFolder(interrupted).load_model("best.keras")  # the best epoch's model, beside model.keras
+    assert best.count_params() == RunFolder(interrupted).load_model().count_params()
 
     # Nothing left to do: a clear error; a larger --epochs trains on.
     result = run_cli("train", "--resume", interrupted)
@@ -101,8 +103,9 @@ def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_pat
     assert 0 < info["seconds_to_first_step"] < info["total_seconds"]
     rates = [float(row["learning_rate"]) for row in history]
     assert rates[0] < rates[1]  # epoch 1 warms up (its first step at lr / 3), epoch 2 starts at the peak
-    model = RunFolder(run).load_model("checkpoint/epoch-0002.keras", compile=True)
-    assert type(model.optimizer).__name__ == "FusedAdamW" and model.loss.label_smoothing == 0.1
+    trained = RunFolder(run).load_model()
+    compile_model(trained, load_config(run / "config.yaml"), 1e-9, 10)  # as a resume compiles it
+    assert type(trained.optimizer).__name__ == "FusedAdamW" and trained.loss.label_smoothing == 0.1
 
     # A cosine schedule was laid out over 6 epochs: resuming with more would train at its final rate.
     result = run_cli("train", "--resume", run, "--epochs", "9")
@@ -116,8 +119,9 @@ def test_step_schedule_and_mixed_precision_on_the_sample_and_no_resume_under_ano
     # Each epoch's rate at its first step: divided by 10 at half and at three quarters of the steps.
     assert [float(row["learning_rate"]) for row in _history(run)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])
     assert json.loads((run / "run.json").read_text())["dtype_policy"] == "mixed_bfloat16"
-    model = RunFolder(run).load_model("checkpoint/epoch-0004.keras", compile=True)
+    model = RunFolder(run).load_model()
     assert model.get_layer("features_0_0").compute_dtype == "bfloat16" and model.output.dtype == "float32"
+    compile_model(model, load_config(run / "config.yaml"), 1e-3, 10)
     assert model.optimizer.weight_decay is None  # Adam decays no weights unless asked
 
     files = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
