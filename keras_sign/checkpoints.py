@@ -48,7 +48,7 @@ WRITE_SHARE = 0.03  # by default checkpoints are spaced to take this share of th
 
 def fresh_state():
     return {"epoch": 0, "model": None, "best_epoch": None, "best_val_accuracy": None, "epochs_without_improvement": 0,
-            "stopped_early": False}
+            "stopped_early": False, "checkpoint_seconds": 0.0}
 
 
 def read_state(run):
@@ -175,7 +175,7 @@ class Checkpointer:
                 state.update(best_epoch=state["epoch"], best_val_accuracy=float(value), epochs_without_improvement=0)
                 started = time.time()
                 self.best = checkpoint_values(model)
-                self.copy_seconds += time.time() - started
+                self._spent(copy=time.time() - started)
             else:
                 state["epochs_without_improvement"] += 1
             if self.patience and state["epochs_without_improvement"] >= self.patience:
@@ -207,7 +207,15 @@ class Checkpointer:
         self.run.write_json(STATE, state)
         if previous and previous != state["model"]:
             self.run.file(previous).unlink(missing_ok=True)
-        self.write_seconds, self.trained_seconds, self.copy_seconds = time.time() - started, 0.0, 0.0
+        self.trained_seconds, self.copy_seconds = 0.0, 0.0
+        self.write_seconds = time.time() - started
+        self._spent(write=self.write_seconds)
+
+    def _spent(self, copy=0.0, write=0.0):
+        """Count checkpoint work: in `checkpoint_seconds` of the state (run.json reports it) and, for copies,
+        towards the next write."""
+        self.copy_seconds += copy
+        self.state["checkpoint_seconds"] = round(self.state.get("checkpoint_seconds", 0.0) + copy + write, 3)
 
 
 def remove_leftovers(run, state):

@@ -279,6 +279,7 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
             best_epoch=state["best_epoch"], best_val_accuracy=state["best_val_accuracy"],
             total_seconds=round(record.get("total_seconds", 0.0) + time.time() - started, 1),
         )
+        record["checkpoint_seconds"] = state.get("checkpoint_seconds")  # writing checkpoints, over all attempts
         if first_step.seconds is not None:  # this process's: from the start of training to its first step
             record["seconds_to_first_step"] = first_step.seconds
         run.write_json("run.json", record)

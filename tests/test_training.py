@@ -101,6 +101,7 @@ def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_pat
     info = json.loads((run / "run.json").read_text())
     assert info["stopped_early"] and info["epochs_trained"] == 2 and info["best_epoch"] == 1
     assert 0 < info["seconds_to_first_step"] < info["total_seconds"]
+    assert 0 < info["checkpoint_seconds"] < info["total_seconds"]
     rates = [float(row["learning_rate"]) for row in history]
     assert rates[0] < rates[1]  # epoch 1 warms up (its first step at lr / 3), epoch 2 starts at the peak
     trained = RunFolder(run).load_model()
