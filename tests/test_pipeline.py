@@ -149,3 +149,19 @@ def test_training_batches_are_mixed_only_when_asked():
     np.testing.assert_allclose(mixed[1].sum(1), 1.0, rtol=1e-6)
     assert ((mixed[1] > 0).sum(1) <= 2).all()  # each a blend of two photos at most
     assert (mixed[1][np.arange(8), plain[1].argmax(1)] > 0).all()  # with the photo's own class among them
+
+
+def test_a_pipeline_over_epochs_gives_each_epoch_the_batches_of_its_own_seed():
+    from keras_sign.data.pipeline import epochs_of_batches
+
+    paths, labels = _sample(12)
+    images = decoded_images(paths, labels, 32)
+    options = {"num_classes": 10, "batch_size": 5, "augment_policy": "strong", "mix": "cutmix"}
+    together = list(epochs_of_batches(images, 7, range(3, 6), **options).as_numpy_iterator())
+    assert len(together) == 9  # three epochs of 5 + 5 + 2 images
+    for number, epoch in enumerate(range(3, 6)):
+        s = epoch_seed(7, epoch)
+        alone = list(batches(images, shuffle_seed=s, augment_seed=s, **options).as_numpy_iterator())
+        for (x, y), (x_alone, y_alone) in zip(together[3 * number:3 * number + 3], alone):
+            np.testing.assert_array_equal(x, x_alone)
+            np.testing.assert_array_equal(y, y_alone)
