@@ -30,6 +30,7 @@ and an early stop are always written.
 import logging
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +43,7 @@ FOLDER = "checkpoint"
 STATE = f"{FOLDER}/state.json"
 BEST = f"{FOLDER}/best.npz"
 BEST_MODEL = "best.keras"  # in the run folder, written when training ends
+OLDER_BEST = f"{FOLDER}/best.keras"  # what keras-sign before 0.2's .npz checkpoints wrote
 MONITOR = "val_accuracy"
 WRITE_SHARE = 0.03  # by default checkpoints are spaced to take this share of the training time
 
@@ -60,7 +62,8 @@ def read_state(run):
 def load_resumable(run, state):
     """`(values, state)` to continue from: the checkpointed values (see `read_values`) and their state.
 
-    When the epoch file named by the state is damaged, the run goes back to `best.npz` (copied
+    When the epoch file named by the state is damaged, the run goes back to `best.npz` (or an older
+    keras-sign's `best.keras`, copied
     to that epoch's file, so the best file can move on independently) and trains the epochs after
     it again; when that is damaged too, training starts over. Each step is said in a warning.
     The values are None when there is nothing to resume (a fresh state, or nothing intact).
@@ -71,17 +74,18 @@ def load_resumable(run, state):
         return read_values(run, state["model"]), state
     except KerasSignError as error:
         log.warning("%s", error)
-    if state["best_epoch"] and run.file(BEST).is_file():
+    best = _best_file(run)
+    if state["best_epoch"] and run.file(best).is_file():
         try:
-            values = read_values(run, BEST)
+            values = read_values(run, best)
         except KerasSignError as error:
             log.warning("%s", error)
         else:
-            state = dict(state, epoch=state["best_epoch"], model=_epoch_file(state["best_epoch"]),
+            state = dict(state, epoch=state["best_epoch"], model=_epoch_file(state["best_epoch"], Path(best).suffix),
                          epochs_without_improvement=0, stopped_early=False)
-            atomic_write_bytes(run.file(state["model"]), run.file(BEST).read_bytes())
+            atomic_write_bytes(run.file(state["model"]), run.file(best).read_bytes())
             run.write_json(STATE, state)
-            log.warning("Resuming from %s instead (epoch %d); the epochs after it are trained again.", BEST,
+            log.warning("Resuming from %s instead (epoch %d); the epochs after it are trained again.", best,
                         state["epoch"])
             return values, state
     log.warning("No intact checkpoint in %s: training starts again from the first epoch.", run.file(FOLDER))
@@ -135,16 +139,26 @@ def write_best_model(run, state, model):
     if state["best_epoch"] == state["epoch"]:  # model.keras is that epoch's
         atomic_write_bytes(run.file(BEST_MODEL), run.file("model.keras").read_bytes())
         return
+    try:
+        best = read_values(run, _best_file(run))["model"]
+    except KerasSignError as error:  # the training itself is done and saved: say so and go on
+        log.warning("%s; %s is not written.", error, BEST_MODEL)
+        return
     own = [variable.numpy() for variable in model.variables]
     try:
-        restore(model.variables, read_values(run, BEST)["model"], "model")
+        restore(model.variables, best, "model")
         run.save_model(model, BEST_MODEL, optimizer=False)
     finally:
         restore(model.variables, own, "model")
 
 
-def _epoch_file(epoch):
-    return f"{FOLDER}/epoch-{epoch:04d}.npz"
+def _epoch_file(epoch, suffix=".npz"):
+    return f"{FOLDER}/epoch-{epoch:04d}{suffix}"
+
+
+def _best_file(run):
+    """`best.npz`, or the `.keras` best file of a run folder checkpointed by an older keras-sign."""
+    return OLDER_BEST if not run.file(BEST).is_file() and run.file(OLDER_BEST).is_file() else BEST
 
 
 def finished_history(run, state):

@@ -84,6 +84,10 @@ def test_best_npz_is_the_best_epoch_even_when_it_was_not_checkpointed(model, tmp
     best_model = run.load_model(BEST_MODEL)
     assert getattr(best_model, "optimizer", None) is None and all(np.all(v.numpy() == 2) for v in best_model.variables)
     assert all(np.all(variable.numpy() == 3) for variable in model.variables)
+    run.file(BEST).unlink()  # gone: the finished training is not undone for it
+    run.file(BEST_MODEL).unlink()
+    write_best_model(run, state, model)
+    assert not run.file(BEST_MODEL).exists()
 
 
 def test_a_damaged_checkpoint_is_refused_in_one_line(model, tmp_path):
@@ -99,3 +103,22 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(model, tmp_path):
         path.write_bytes(damaged)
         with pytest.raises(KerasSignError, match=message):
             read_values(run, read_state(run)["model"])
+
+
+def test_a_run_folder_checkpointed_as_keras_files_by_an_older_version_resumes(model, tmp_path, caplog):
+    from keras_sign.checkpoints import load_resumable
+
+    run = RunFolder(tmp_path)
+    _train_an_epoch(model, 4)
+    run.save_model(model, "checkpoint/best.keras")  # what keras-sign wrote before its .npz checkpoints
+    run.save_model(model, "checkpoint/epoch-0005.keras")
+    state = dict(fresh_state(), epoch=5, model="checkpoint/epoch-0005.keras", best_epoch=4, best_val_accuracy=0.5)
+    values, resumed = load_resumable(run, state)
+    assert resumed["epoch"] == 5 and all(np.all(value == 4) for part in values.values() for value in part)
+    run.file(state["model"]).write_bytes(b"")  # damaged: back to the older best file
+    values, resumed = load_resumable(run, state)
+    assert resumed["epoch"] == 4 and resumed["model"] == "checkpoint/epoch-0004.keras"
+    assert "Resuming from checkpoint/best.keras instead" in caplog.text
+    run.save_model(model, optimizer=False)
+    write_best_model(run, resumed, model)  # best epoch 4 is the run's last: model.keras's copy
+    assert run.file(BEST_MODEL).read_bytes() == run.file("model.keras").read_bytes()
