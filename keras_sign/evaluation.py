@@ -65,10 +65,14 @@ def predict(model, dataset):
     dataset of `(images, one-hot labels)`."""
     import keras
 
-    y_true, outputs = [], []
+    y_true, outputs, size = [], [], None
     for images, one_hot in dataset.as_numpy_iterator():
         y_true.append(np.argmax(one_hot, axis=-1))
-        outputs.append([keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(model.predict_on_batch(images))])
+        count, size = len(images), size or len(images)
+        if count < size:  # a last, smaller batch, padded: a new shape would trace the model again
+            images = np.concatenate([images, np.zeros((size - count, *images.shape[1:]), images.dtype)])
+        predicted = keras.tree.flatten(model.predict_on_batch(images))
+        outputs.append([keras.ops.convert_to_numpy(o)[:count] for o in predicted])
     return np.concatenate(y_true), [np.concatenate(column) for column in zip(*outputs)]
 
 
