@@ -42,6 +42,8 @@ def main():
     parser.add_argument("model")
     parser.add_argument("clips", nargs="+", type=Path)
     parser.add_argument("--word-gap", default="0", help="comma-separated word gaps in seconds; 0 means none")
+    parser.add_argument("--unsure-below", default="0,run",
+                        help="comma-separated frame thresholds; 'run' is the model's reject threshold (calibration.json)")
     parser.add_argument("--out", type=Path, help="write every setting's CER as JSON")
     args = parser.parse_args()
 
@@ -55,9 +57,11 @@ def main():
     classifier = load_classifier(args.model)
     streams = [clip_probabilities(classifier, clip) for clip in args.clips]
     gaps = [float(g) or None for g in args.word_gap.split(",")]
+    run_threshold = classifier.unsure_below or 0.0
+    floors = sorted({run_threshold if f == "run" else float(f) for f in args.unsure_below.split(",")})
     results = []
-    for values in itertools.product(*GRID.values(), gaps):
-        settings = DecoderSettings(**dict(zip([*GRID, "word_gap"], values)))
+    for values in itertools.product(*GRID.values(), gaps, floors):
+        settings = DecoderSettings(**dict(zip([*GRID, "word_gap", "unsure_below"], values)))
         errors = []
         for times, probabilities, reference in streams:
             decoder = SpellingDecoder(classifier.class_names, settings)
@@ -67,15 +71,16 @@ def main():
         results.append({"settings": settings.__dict__, "mean_cer": float(np.mean(errors)), "cer": errors})
     results.sort(key=lambda r: r["mean_cer"])
     default = DecoderSettings()
-    print(f"{len(results)} settings on {len(streams)} clips ({', '.join(c.name for c in args.clips)}); best first:")
-    print("| hold | min confidence | min margin | smoothing | word gap | mean CER |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    for result in results[:10] + [r for r in results if {**r["settings"], "word_gap": None} == {
-            **default.__dict__, "word_gap": None}]:
+    print(f"{len(results)} settings on {len(streams)} clips ({', '.join(c.name for c in args.clips)}); best first; "
+          f"the run's reject threshold: {run_threshold:.3f}")
+    print("| hold | min confidence | min margin | smoothing | word gap | unsure below | mean CER |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for result in results[:10] + [r for r in results if {**r["settings"], "word_gap": None, "unsure_below": 0} == {
+            **default.__dict__, "word_gap": None, "unsure_below": 0}]:
         s = result["settings"]
         print(f"| {s['hold']} | {s['min_confidence']} | {s['min_margin']} | {s['smoothing']} | "
-              f"{s['word_gap'] or '-'} | {result['mean_cer']:.3f} |")
-    print("(the last rows: the current defaults)")
+              f"{s['word_gap'] or '-'} | {s['unsure_below']:.3f} | {result['mean_cer']:.3f} |")
+    print("(the last rows: the current defaults, with each threshold)")
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 

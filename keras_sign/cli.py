@@ -364,6 +364,8 @@ def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, 
               "model without a space class, else off; 0 turns it off).")
 @click.option("--smoothing", type=float, default=DecoderSettings.smoothing, show_default=True,
               help="Time constant (s) of the probability smoothing; 0 turns it off.")
+@click.option("--unsure-below", type=float, help="A frame less sure than this is no sign (default: the run's reject "
+              "threshold from calibration.json or model.json, else 0; 0 turns it off).")
 @click.option("--reference", help="The text that is spelled: print the character error rate and the alignment.")
 @click.option("--events", "events_path", type=click.Path(dir_okay=False), help="Write one JSON line per typed symbol.")
 @click.option("--timeline", "timeline_path", type=click.Path(dir_okay=False), help="Write per-frame top classes (CSV).")
@@ -372,7 +374,7 @@ def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, 
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
 @_backend_option
 def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margin, repeat_after, word_gap, smoothing,
-               reference, events_path, timeline_path, overlay_path, batch_size, threads, backend):
+               unsure_below, reference, events_path, timeline_path, overlay_path, batch_size, threads, backend):
     """Spell out a video file, a folder of frames (--fps) or a camera (--camera N) into text."""
     import time
 
@@ -381,7 +383,8 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
     command_started = time.perf_counter()
     if (source is None) == (camera is None):
         raise KerasSignError("Pass a SOURCE (video file or folder of frames) or --camera N, not both.")
-    DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing).validate()
+    DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing,
+                    unsure_below or 0.0).validate()
     select_backend(backend or "auto")
     from keras_sign.classifier import load_classifier
     from keras_sign.runs import check_writable
@@ -397,7 +400,12 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
     classifier = load_classifier(model, threads)
     if word_gap is None:
         word_gap = default_word_gap(classifier.class_names)
-    settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing)
+    if unsure_below is None:
+        unsure_below = classifier.unsure_below or 0.0
+        if unsure_below:
+            click.echo(f"frames below {unsure_below:.2f} confidence count as no sign (the model's reject threshold; "
+                       "--unsure-below 0 turns this off)", err=True)
+    settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing, unsure_below)
     decoder = SpellingDecoder(classifier.class_names, settings)
     warn_about_missing_controls(classifier.class_names, settings)
     overlay = OverlayWriter(overlay_path, frames.fps) if overlay_path else None

@@ -7,6 +7,8 @@
 
 The rules, all in seconds so that a 15 fps camera and a 60 fps video spell the same text:
 
+- A frame whose top probability is below `unsure_below` (the run's reject threshold, which
+  `transcribe` and `serve` pass in) is one the model is unsure of: it counts as no sign.
 - The probabilities are smoothed over time (an exponential moving average with time constant
   `smoothing`), which steadies the flicker between similar handshapes.
 - A class is the *candidate* while it is the smoothed top class with probability >=
@@ -46,6 +48,7 @@ class DecoderSettings:
     repeat_after: float | None = None  # seconds of further holding that commit the symbol again
     word_gap: float | None = None  # seconds of idle or low confidence that end a word with a space
     smoothing: float = 0.0  # seconds: time constant of the moving average (0: none; 0.1 and 0.2 did not help)
+    unsure_below: float = 0.0  # a frame's own top probability below this: unsure, no sign (0: every frame counts)
 
     def validate(self):
         """Raise `KerasSignError` naming the first value that cannot work."""
@@ -58,6 +61,7 @@ class DecoderSettings:
             (self.word_gap is None or self.word_gap > 0,
              f"--word-gap must be a positive number of seconds (got {self.word_gap})."),
             (self.smoothing >= 0, f"--smoothing must be 0 or more seconds (got {self.smoothing})."),
+            (0 <= self.unsure_below <= 1, f"--unsure-below must be between 0 and 1 (got {self.unsure_below})."),
         ]
         for ok, message in checks:
             if not ok:
@@ -134,6 +138,8 @@ class SpellingDecoder:
         probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
         if len(probabilities) != len(self.class_names):
             raise ValueError(f"{len(probabilities)} probabilities for {len(self.class_names)} classes")
+        if probabilities.max() < self.settings.unsure_below:
+            probabilities = np.zeros_like(probabilities)  # no evidence for any class
         self._smooth(float(time), probabilities)
         candidate, confidence = self._candidate()
         if candidate != self.candidate:  # the hand changed: the new candidate's hold starts now

@@ -4,6 +4,7 @@ model trained here, through every kind of model file a user holds."""
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -153,6 +154,18 @@ def test_transcribing_the_clip_spells_its_text(trained, clip, tmp_path):
     # The same clip as a folder of frames, through the run folder's Keras model: the same text.
     code, output = _invoke("transcribe", trained["run"], folder / "frames", "--fps", "15")
     assert code == 0 and text in output.splitlines()
+    assert "count as no sign" not in output  # this run has too few validation photos for a reject threshold
+
+    # A run with a reject threshold above most of the clip's frames types less; --unsure-below 0 ignores it.
+    sure = sorted(float(row["p1"]) for row in timeline)
+    run = tmp_path / "calibrated"
+    shutil.copytree(trained["run"], run)
+    (run / "calibration.json").write_text(json.dumps({"temperature": 1.0, "reject": {"threshold": sure[len(sure) // 2]}}))
+    code, output = _invoke("transcribe", run, folder / "frames", "--fps", "15")
+    assert code == 0 and "count as no sign (the model's reject threshold" in output, output
+    assert len(output.splitlines()[-2].replace(" ", "")) < len(text.replace(" ", "")), output
+    code, output = _invoke("transcribe", run, folder / "frames", "--fps", "15", "--unsure-below", "0")
+    assert code == 0 and text in output.splitlines() and "count as no sign" not in output
 
 
 def test_a_stream_that_breaks_midway_keeps_its_text(trained, clip, tmp_path):
@@ -189,6 +202,7 @@ def test_frames_of_mixed_sizes_are_each_resized(trained, tmp_path, caplog):
     (["{bundle}", "{tmp}/notes.mp4", "--camera", "0"], "not both"),
     (["{bundle}", "{tmp}/no-frames", "--hold", "0"], "--hold must be a positive number"),
     (["{bundle}", "{tmp}/no-frames", "--min-confidence", "2"], "--min-confidence must be between 0 and 1"),
+    (["{bundle}", "{tmp}/no-frames", "--unsure-below", "-1"], "--unsure-below must be between 0 and 1"),
     (["{tmp}/no-frames", "{tmp}/one-frame"], "is not a model file to run"),
 ])
 def test_transcribe_bad_input_is_one_line(trained, tmp_path, args, message):

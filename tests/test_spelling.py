@@ -97,6 +97,22 @@ def test_confidence_and_margin_thresholds():
     assert decoder.text == "A" and decoder.state["committed"] and decoder.state["progress"] == 1.0
 
 
+def test_frames_below_the_reject_threshold_are_no_sign_even_through_smoothing():
+    classes = ["a", "b", "nothing"]
+    frames = [(i / 20, [0.7, 0.2, 0.1]) for i in range(20)]  # 1 s of an "a" the model is 0.7 sure of
+    for floor, text in ((0.0, "A"), (0.69, "A"), (0.75, "")):
+        for smoothing in (0.0, 0.2):
+            decoder = SpellingDecoder(classes, DecoderSettings(hold=0.2, smoothing=smoothing, unsure_below=floor))
+            for time, probabilities in frames:
+                decoder.update(time, probabilities)
+            assert decoder.text == text, (floor, smoothing)
+    # unsure frames between sure ones break the hold: they are no sign, not more of the same sign
+    decoder = SpellingDecoder(classes, DecoderSettings(hold=0.2, smoothing=0, unsure_below=0.65))
+    for i in range(20):
+        decoder.update(i / 20, [0.7, 0.2, 0.1] if i % 3 else [0.6, 0.3, 0.1])
+    assert decoder.text == ""
+
+
 def test_state_shows_the_hold_progress():
     decoder = SpellingDecoder(CLASSES, DecoderSettings(hold=0.4, smoothing=0))
     decoder.update(0.0, confident("b"))
@@ -128,6 +144,7 @@ def test_models_without_control_classes_spell_letters_and_digits():
     ({"repeat_after": 0}, "--repeat-after must be a positive"),
     ({"word_gap": -2}, "--word-gap must be a positive"),
     ({"smoothing": -0.1}, "--smoothing must be 0 or more"),
+    ({"unsure_below": 1.2}, "--unsure-below must be between 0 and 1"),
 ])
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(KerasSignError, match=message):

@@ -140,7 +140,8 @@ def create_app(classifier, crop="center", settings=None):
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    settings = settings or DecoderSettings(word_gap=default_word_gap(classifier.class_names))
+    settings = settings or DecoderSettings(word_gap=default_word_gap(classifier.class_names),
+                                           unsure_below=classifier.unsure_below or 0.0)
     model = FrameModel(classifier, crop)
     model.warm_up()
     app = fastapi.FastAPI(title="keras-sign demo", docs_url=None, redoc_url=None, openapi_url=None)
