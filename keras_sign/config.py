@@ -15,7 +15,7 @@ from keras_sign.errors import KerasSignError
 SPLIT_METHODS = ("auto", "stratified", "signer")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
-AUGMENT_POLICIES = ("light", "strong")  # the keys of data.pipeline.AUGMENT_POLICIES
+AUGMENT_POLICIES = ("light", "strong", "colour")  # the keys of data.pipeline.AUGMENT_POLICIES
 MIX_METHODS = ("none", "mixup", "cutmix")  # data.mixing's
 IMAGE_CACHES = ("auto", "memory", "disk")  # where decoded training images are kept (data.image_cache)
 # Settings that change where or how fast a run computes, not what it computes: a resume may change them.

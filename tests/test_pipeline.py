@@ -97,6 +97,25 @@ def test_strong_augmentation_and_new_backdrops_are_seeded_and_keep_the_hand():
     assert np.abs(first - other).mean() > 1 and 0 <= first.min() and first.max() <= 255
 
 
+def test_colour_policy_is_the_light_geometry_with_a_gain_per_channel_and_a_brightness_per_image():
+    import tensorflow as tf
+
+    from keras_sign.data.pipeline import augment_batch
+
+    image = np.random.default_rng(0).uniform(80, 170, (6, 24, 24, 3)).astype(np.float32)  # never clipped
+    seed = tf.constant([5, 2], tf.int64)
+    light = augment_batch(tf.constant(image), seed, "light").numpy()
+    colour = augment_batch(tf.constant(image), seed, "colour").numpy()
+    gains = []
+    for i in range(len(image)):
+        for c in range(3):
+            gain, offset = np.polyfit(light[i, ..., c].ravel(), colour[i, ..., c].ravel(), 1)
+            np.testing.assert_allclose(gain * light[i, ..., c] + offset, colour[i, ..., c], atol=1e-2)
+            assert 0.9 - 1e-4 <= gain <= 1.1 + 1e-4 and abs(offset) <= 25 * 1.1 + 1e-3
+            gains.append(gain)
+    assert np.std(gains) > 0.01  # a colour cast, not one gain for all
+
+
 def _two_colour_batch():
     """Four flat images, each its own colour, with one-hot labels of four classes."""
     images = np.repeat(np.array([10.0, 80.0, 150.0, 220.0], np.float32)[:, None, None, None], 32, 1)

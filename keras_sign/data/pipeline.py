@@ -41,6 +41,8 @@ AUGMENT_POLICIES = {
     # training accuracy after 30 epochs (README, "How well does it generalise?")
     "strong": {"rotation": 0.05, "shift": 0.1, "zoom": 0.15, "contrast": 0.3, "brightness": 25.0, "gain": 0.1,
                "mirror": True, "erase": 0.25},
+    # light's geometry plus strong's colour alone: another signer's skin, light and camera white balance
+    "colour": {"rotation": 0.05, "shift": 0.1, "zoom": 0.1, "contrast": 0.2, "brightness": 25.0, "gain": 0.1},
 }
 BACKDROP_DISTANCE = 40.0  # a pixel this close (in every channel) to the border's median colour is backdrop
 
