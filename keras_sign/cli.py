@@ -114,7 +114,8 @@ TRAIN_OPTIONS = [
     click.option("--seed", type=int),
     click.option("--augment/--no-augment", default=None, help="Training augmentation (on by default)."),
     click.option("--augment-policy", type=click.Choice(AUGMENT_POLICIES),
-                 help="light (default): small affine and contrast; strong: larger, plus colour, mirror, erasing."),
+                 help="light (default): small affine and contrast; strong: larger, plus colour, mirror, erasing; "
+                      "colour: light plus brightness and colour cast."),
     click.option("--background-augment/--no-background-augment", default=None,
                  help="Replace the plain backdrop behind the hand (black, a wall) by random ones while training."),
     click.option("--mix", type=click.Choice(MIX_METHODS),

@@ -47,7 +47,7 @@ class TrainConfig:
     # evaluation collapses to one class; 0.9 (PyTorch's default 0.1) settles within ~50 steps.
     bn_momentum: float = 0.9
     augment: bool = True
-    augment_policy: str = "light"  # light (small affine and contrast) or strong (see data.pipeline.AUGMENT_POLICIES)
+    augment_policy: str = "light"  # light (small affine and contrast), strong or colour (data.pipeline.AUGMENT_POLICIES)
     background_augment: bool = False  # replace a plain backdrop (hands on black or on a wall) by random ones
     mix: str = "none"  # none, mixup or cutmix: blend pairs of training images and their labels (data.mixing)
     mix_alpha: float | None = None  # the Beta(alpha, alpha) of the blend's share; None: 0.2 for mixup, 1.0 for cutmix
