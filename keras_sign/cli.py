@@ -636,6 +636,21 @@ def export(run, export_format, quantize, io_type, calibration_images, min_agreem
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN...")
+@click.option("--out", required=True, help="New folder for the ensemble's model.keras, model.json and labels.txt.")
+@_backend_option
+def ensemble(runs, out, backend):
+    """One model that averages the class probabilities of several runs (any architectures and sizes)."""
+    select_backend(backend or "auto")
+    from keras_sign.ensemble import write_ensemble
+
+    record = write_ensemble(runs, out)
+    members = ", ".join(f"{m['arch']} {m['image_size']} px" for m in record["members"])
+    click.echo(f"ensemble of {len(record['members'])} models ({members}), input {record['preprocessing']['image_size']} "
+               f"px: {out} (predict, transcribe and demo take it)")
+
+
+@cli.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True), metavar="MODEL...")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT, onnxruntime and TensorFlow (default: all cores).")
 @click.option("--runs", type=click.IntRange(min=1), default=RUNS, show_default=True,

@@ -1,0 +1,110 @@
+"""`keras-sign ensemble RUN RUN [...] --out DIR`: one model that averages the class probabilities of runs.
+
+    keras-sign ensemble runs/massey-resnet18-96 runs/massey-mobilenetv3-64 --out ensembles/massey
+    keras-sign predict ensembles/massey photo.jpg
+    keras-sign transcribe ensembles/massey clip.mp4
+
+Models of other architectures and input sizes err on other photos, so their mean errs less: on
+leave-one-signer-out Massey four models together beat the best of them (README, "How well does it
+generalise?"). The ensemble is one plain Keras model (`model.keras`, loadable by `keras.saving.load_model`
+without keras-sign): its input is the largest member's size, and a smaller member sees the image resized
+inside the model (bilinear, antialiased, as training resizes). Beside it, `model.json` and `labels.txt`
+say what inference needs (classes, input size) and which runs it holds, so `predict`, `transcribe` and
+`demo` take the folder as they take an export bundle. The members' calibrations are not carried over: an
+ensemble's answers are never marked unsure.
+"""
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from keras_sign import __version__
+from keras_sign.errors import KerasSignError
+from keras_sign.runs import RunFolder, atomic_write_json, atomic_write_text
+
+
+def _members(run_paths):
+    """`(RunFolder, run.json, classes)` of each run, checked to agree on classes and preprocessing."""
+    if len(run_paths) < 2:
+        raise KerasSignError("An ensemble needs two run folders or more; pass them all to `keras-sign ensemble`.")
+    members = []
+    for path in run_paths:
+        run = RunFolder.open(path)
+        members.append((run, run.read_json("run.json"), run.read_json("classes.json")))
+    first, first_info, first_classes = members[0]
+    for run, info, classes in members[1:]:
+        if classes != first_classes:
+            raise KerasSignError(f"{run.path} has other classes than {first.path} ({len(classes)} against "
+                                 f"{len(first_classes)}, or in another order); ensemble runs of one class list.")
+        if bool(info.get("center_crop", False)) != bool(first_info.get("center_crop", False)):
+            raise KerasSignError(f"{run.path} and {first.path} differ in --center-crop; ensemble runs that "
+                                 "resize their photos the same way.")
+    return members
+
+
+def build_ensemble(run_paths):
+    """The ensemble `keras.Model` of run folders, and the members' `(RunFolder, run.json, classes)`."""
+    import keras
+
+    members = _members(run_paths)
+    size = max(info["image_size"] for _, info, _ in members)
+    image = keras.Input((size, size, 3), name="image")
+    outputs = []
+    for index, (run, info, _) in enumerate(members):
+        model = run.load_model()
+        model.name = f"member_{index}_{model.name}"  # two runs of one architecture would share a layer name
+        member_size = info["image_size"]
+        x = image if member_size == size else keras.layers.Resizing(
+            member_size, member_size, interpolation="bilinear", antialias=True, name=f"resize_{index}")(image)
+        outputs.append(model(x))
+    mean = keras.layers.Average(name="mean_probabilities")(outputs)
+    return keras.Model(image, mean, name="ensemble"), members
+
+
+def write_ensemble(run_paths, out):
+    """Build the ensemble of `run_paths` into the new folder `out`; return its `model.json` record.
+
+    The folder is written under a temporary name and renamed into place, so an interrupted build never
+    leaves a folder that looks usable.
+    """
+    out = Path(out)
+    if out.exists():
+        raise KerasSignError(f"{out} already exists; choose a new --out folder.")
+    ensemble, members = build_ensemble(run_paths)
+    _, first_info, class_names = members[0]
+    size = ensemble.input_shape[1]
+    center_crop = bool(first_info.get("center_crop", False))
+    record = {
+        "format": "keras",
+        "file": "model.keras",
+        "classes": class_names,
+        "labels_file": "labels.txt",
+        "input": {"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255], "shape": [size, size, 3]},
+        "output": {"meaning": "the mean of the members' softmax class probabilities, in labels.txt order"},
+        "preprocessing": {
+            "image_size": size,
+            "center_crop": center_crop,
+            "resize": ("shorter side to image_size / 0.875, then the central square" if center_crop
+                       else "the whole image to image_size x image_size"),
+            "normalisation": "none outside the model: feed raw RGB pixels 0-255",
+        },
+        "members": [{"run": str(run.path.resolve()), "arch": info["arch"], "image_size": info["image_size"],
+                     "model_keras_sha256": hashlib.sha256(run.file("model.keras").read_bytes()).hexdigest()}
+                    for run, info, _ in members],
+        "keras_sign": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    try:
+        staging.mkdir()
+        ensemble.save(staging / "model.keras")
+        atomic_write_text(staging / "labels.txt", "".join(f"{name}\n" for name in class_names))
+        atomic_write_json(staging / "model.json", record)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return record
