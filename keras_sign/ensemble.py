@@ -22,7 +22,7 @@ from pathlib import Path
 
 from keras_sign import __version__
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import RunFolder, atomic_write_json, atomic_write_text
+from keras_sign.runs import RunFolder, atomic_write_json, atomic_write_text, check_writable
 
 
 def _members(run_paths):
@@ -72,6 +72,7 @@ def write_ensemble(run_paths, out):
     out = Path(out)
     if out.exists():
         raise KerasSignError(f"{out} already exists; choose a new --out folder.")
+    check_writable(out)
     ensemble, members = build_ensemble(run_paths)
     _, first_info, class_names = members[0]
     size = ensemble.input_shape[1]

@@ -76,6 +76,9 @@ def test_ensemble_bad_input_is_one_line(trained, tmp_path):
         result = run_cli("ensemble", *runs, "--out", tmp_path / "ensemble")
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert not (tmp_path / "ensemble").exists()
+    (tmp_path / "a-file").write_text("")
+    result = run_cli("ensemble", trained["run"], trained["run"], "--out", tmp_path / "a-file" / "ensemble")
+    assert result.returncode == 1 and "it would be inside" in result.stderr and "Traceback" not in result.stderr
     (tmp_path / "taken").mkdir()
     result = run_cli("ensemble", trained["run"], trained["run"], "--out", tmp_path / "taken")
     assert result.returncode == 1 and "already exists; choose a new --out" in result.stderr
