@@ -149,12 +149,7 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
     dataset = make_dataset(files.paths, files.labels, len(class_names), info["image_size"], batch_size,
                            info.get("center_crop", False), files.orientations)
     labels, (_, probabilities) = predict(penultimate_model(model or run.load_model(), info["arch"]), dataset)
-    calibration = fit(probabilities, labels, max_false_accept)
-    if info.get("split_method") == "signer" and _validation_shares_signers(run):
-        calibration["note"] = "validation images are the training signers' own: fitted to them, not to new signers"
-        log.warning("%s's validation images come from its training signers (too few signers to hold one out): the "
-                    "temperature and threshold fit those signers, and a new signer's answers are less sure than "
-                    "they say.", run.path)
+    calibration = note_shared_signers(fit(probabilities, labels, max_false_accept), run, info)
     run.write_json(CALIBRATION_FILE, calibration)
     log.info("Calibrated on %d validation images: temperature %.3f (NLL %.3f -> %.3f, ECE %.3f -> %.3f); "
              "answers below %.3f confidence are unsure (%.0f%% of validation answered, %.1f%% of those wrong)",
@@ -162,6 +157,16 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
              calibration["nll"]["after"], calibration["ece"]["before"], calibration["ece"]["after"],
              calibration["reject"]["threshold"], 100 * calibration["reject"]["coverage"],
              100 * calibration["reject"]["false_accept"])
+    return calibration
+
+
+def note_shared_signers(calibration, run, info):
+    """`calibration` with a note (and a warning) when the run's validation photos are its training signers'."""
+    if info.get("split_method") == "signer" and _validation_shares_signers(run):
+        calibration["note"] = "validation images are the training signers' own: fitted to them, not to new signers"
+        log.warning("%s's validation images come from its training signers (too few signers to hold one out): the "
+                    "temperature and threshold fit those signers, and a new signer's answers are less sure than "
+                    "they say.", run.path)
     return calibration
 
 

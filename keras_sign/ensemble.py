@@ -10,11 +10,16 @@ generalise?"). The ensemble is one plain Keras model (`model.keras`, loadable by
 without keras-sign): its input is the largest member's size, and a smaller member sees the image resized
 inside the model (bilinear, antialiased, as training resizes). Beside it, `model.json` and `labels.txt`
 say what inference needs (classes, input size) and which runs it holds, so `predict`, `transcribe` and
-`demo` take the folder as they take an export bundle. The members' calibrations are not carried over: an
-ensemble's answers are never marked unsure.
+`demo` take the folder as they take an export bundle.
+
+The members' calibrations do not carry over to their mean. When every member was trained on the same
+split of the same photos (the same data, split and seed: the folds of `crossval` runs of one data
+folder), the ensemble is calibrated on that validation split, which none of them trained on, and
+`model.json` holds its temperature and reject threshold; otherwise it has none, and says so.
 """
 
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -23,6 +28,8 @@ from pathlib import Path
 from keras_sign import __version__
 from keras_sign.errors import KerasSignError
 from keras_sign.runs import RunFolder, atomic_write_json, atomic_write_text, check_writable
+
+log = logging.getLogger("keras_sign")
 
 
 def _members(run_paths):
@@ -63,6 +70,33 @@ def build_ensemble(run_paths):
     return keras.Model(image, mean, name="ensemble"), members
 
 
+def calibrate_ensemble(ensemble, members):
+    """The calibration.json dict of the ensemble on its members' shared validation split, or None (logged)."""
+    from keras_sign.calibration import MIN_CALIBRATION_IMAGES, fit, note_shared_signers
+    from keras_sign.data.pipeline import make_dataset
+    from keras_sign.evaluation import predict
+
+    splits = [(info["data_root"], [(row["path"], row["split"]) for row in run.read_split()]) for run, info, _ in members]
+    if any(split != splits[0] for split in splits[1:]):
+        log.warning("The members were trained on different splits (data, split or seed), so a validation photo of "
+                    "one may be a training photo of another: the ensemble is not calibrated, and its answers are "
+                    "never marked unsure.")
+        return None
+    run, info, class_names = members[0]
+    files = run.split_files("val")
+    if len(files.paths) < MIN_CALIBRATION_IMAGES:
+        log.warning("The members' validation split has %d images, fewer than the %d calibration needs: the "
+                    "ensemble is not calibrated.", len(files.paths), MIN_CALIBRATION_IMAGES)
+        return None
+    dataset = make_dataset(files.paths, files.labels, len(class_names), ensemble.input_shape[1], 64,
+                           bool(info.get("center_crop", False)), files.orientations)
+    labels, (probabilities,) = predict(ensemble, dataset)
+    calibration = note_shared_signers(fit(probabilities, labels), run, info)
+    log.info("Calibrated on the members' %d validation images: temperature %.3f; answers below %.3f confidence are "
+             "unsure", calibration["images"], calibration["temperature"], calibration["reject"]["threshold"])
+    return calibration
+
+
 def write_ensemble(run_paths, out):
     """Build the ensemble of `run_paths` into the new folder `out`; return its `model.json` record.
 
@@ -77,6 +111,7 @@ def write_ensemble(run_paths, out):
     _, first_info, class_names = members[0]
     size = ensemble.input_shape[1]
     center_crop = bool(first_info.get("center_crop", False))
+    calibration = calibrate_ensemble(ensemble, members)
     record = {
         "format": "keras",
         "file": "model.keras",
@@ -84,6 +119,8 @@ def write_ensemble(run_paths, out):
         "labels_file": "labels.txt",
         "input": {"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255], "shape": [size, size, 3]},
         "output": {"meaning": "the mean of the members' softmax class probabilities, in labels.txt order"},
+        # as an export's: apps compute softmax(log(p) / temperature) and call an answer below the threshold unsure
+        **({"calibration": calibration} if calibration else {}),
         "preprocessing": {
             "image_size": size,
             "center_crop": center_crop,

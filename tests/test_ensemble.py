@@ -1,5 +1,6 @@
 """`keras-sign ensemble`: runs of other architectures and sizes averaged into one plain Keras model."""
 
+import csv
 import json
 import shutil
 import subprocess
@@ -7,51 +8,65 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
-from conftest import run_cli
+from conftest import SAMPLE, copy_subset, run_cli
 from keras_sign.classifier import load_classifier
 from keras_sign.data.pipeline import decode_and_resize
-from spelling_fixtures import CLASSES, trained  # noqa: F401  (fixture)
+
+CLASSES = ["0", "1", "2"]
 
 
-def _photos(folder, per_class=2):
-    return [path for name in CLASSES for path in sorted((folder / name).iterdir())[:per_class]]
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """ResNet-18 at 32 px and MobileNetV3-Small at 40 px, trained on one split (same data, split and seed)
+    with 15 validation photos: enough to calibrate on."""
+    root = tmp_path_factory.mktemp("ensemble")
+    data = copy_subset(SAMPLE, root / "digits", CLASSES, 16)
+    (root / "config.yaml").write_text("val_fraction: 0.3\n")
+    runs = []
+    for arch, size in (("resnet18", 32), ("mobilenetv3_small", 40)):
+        run = root / f"{arch}-{size}"
+        result = run_cli("train", "--config", root / "config.yaml", "--data-dir", data, "--arch", arch, "--epochs", "8",
+                         "--image-size", size, "--batch-size", "8", "--seed", "3", "--no-augment", "--out", run)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(run)
+    return data, runs
 
 
-def _images(paths, size):
-    return np.stack([decode_and_resize(str(path), 1, size).numpy() for path in paths])
+def _images(data, size, per_class=2):
+    paths = [path for name in CLASSES for path in sorted((data / name).iterdir())[:per_class]]
+    return paths, np.stack([decode_and_resize(str(path), 1, size).numpy() for path in paths])
 
 
-def test_an_ensemble_averages_its_members_and_loads_anywhere_a_model_does(trained, tmp_path):
-    other = tmp_path / "mobilenet-40"
-    result = run_cli("train", "--data-dir", trained["data"], "--arch", "mobilenetv3_small", "--epochs", "2",
-                     "--image-size", "40", "--batch-size", "8", "--seed", "3", "--no-augment", "--out", other)
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_an_ensemble_averages_its_members_and_loads_anywhere_a_model_does(two_runs, tmp_path):
+    data, (small, large) = two_runs
     out = tmp_path / "ensembles" / "digits"
-    result = run_cli("ensemble", trained["run"], other, "--out", out)
+    result = run_cli("ensemble", small, large, "--out", out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ensemble of 2 models (resnet18 32 px, mobilenetv3_small 40 px), input 40 px" in result.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == ["digits"]  # no staging folder left
 
     ensemble = load_classifier(out)
-    assert ensemble.class_names == CLASSES and ensemble.image_size == 40 and ensemble.unsure_below is None
-    photos = _photos(trained["data"])
-    images = _images(photos, 40)
-    # The 32 px member sees the 40 px input resized inside the model (antialiased bilinear, as Keras'
-    # Resizing layer does); its own classifier resizes the full photo, which moves this tiny model's
-    # probabilities by up to 0.08 (on Massey, a four-model ensemble scored 0.883 one way, 0.878 the other).
+    assert ensemble.class_names == CLASSES and ensemble.image_size == 40
+    photos, images = _images(data, 40)
+    # The 32 px member sees the 40 px input resized inside the model (antialiased bilinear, Keras'
+    # Resizing layer), not the photo resized from its full size as its own classifier does.
     resized = keras.layers.Resizing(32, 32, antialias=True)(images.astype(np.float32))
-    mean = (load_classifier(trained["run"]).model.model.predict_on_batch(resized)
-            + load_classifier(other).predict(images)) / 2
-    averaged = ensemble.predict(images)
-    np.testing.assert_allclose(averaged.sum(axis=1), 1, atol=1e-5)
-    np.testing.assert_allclose(averaged, mean, atol=1e-5)
+    mean = (load_classifier(small).model.predict(resized) + load_classifier(large).model.predict(images)) / 2
+    assert np.ptp(mean, axis=0).max() > 0.05  # members that tell the photos apart
+    np.testing.assert_allclose(ensemble.model.predict(images), mean, atol=1e-5)  # as trained: no temperature
 
+    # Calibrated on the members' shared validation split: a temperature and a reject threshold, used by predict.
     record = json.loads((out / "model.json").read_text())
+    assert record["calibration"]["images"] == 15 and record["calibration"]["fitted_on"] == "validation split"
+    assert ensemble.unsure_below == record["calibration"]["reject"]["threshold"]
+    assert ensemble.temperature == record["calibration"]["temperature"]
     assert [m["arch"] for m in record["members"]] == ["resnet18", "mobilenetv3_small"]
     assert (out / "labels.txt").read_text().split() == CLASSES
     predicted = run_cli("predict", out, photos[0], "--format", "jsonl")
-    assert predicted.returncode == 0 and json.loads(predicted.stdout)["predictions"][0]["class"] in CLASSES
+    answer = json.loads(predicted.stdout)
+    assert predicted.returncode == 0 and answer["predictions"][0]["class"] in CLASSES and "unsure" in answer
 
     # Plain Keras loads it, in a process that never imported keras-sign.
     check = ("import keras, numpy as np, sys; m = keras.saving.load_model(sys.argv[1]); "
@@ -60,25 +75,41 @@ def test_an_ensemble_averages_its_members_and_loads_anywhere_a_model_does(traine
     plain = subprocess.run([sys.executable, "-c", check, out / "model.keras", tmp_path / "images.npy"],
                            capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0, plain.stderr[-2000:]
-    assert json.loads(plain.stdout.strip().splitlines()[-1]) == averaged.argmax(1).tolist()
+    assert json.loads(plain.stdout.strip().splitlines()[-1]) == mean.argmax(1).tolist()
 
 
-def test_ensemble_bad_input_is_one_line(trained, tmp_path):
+def test_members_of_other_splits_make_an_uncalibrated_ensemble(two_runs, tmp_path):
+    _, (small, large) = two_runs
+    moved = tmp_path / "moved"
+    shutil.copytree(large, moved)
+    rows = list(csv.DictReader((moved / "split.csv").open()))
+    next(row for row in rows if row["split"] == "val")["split"] = "train"  # one validation photo trained on
+    with (moved / "split.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = run_cli("ensemble", small, moved, "--out", tmp_path / "ensemble")
+    assert result.returncode == 0 and "trained on different splits" in result.stderr, result.stderr[-2000:]
+    assert "calibration" not in json.loads((tmp_path / "ensemble" / "model.json").read_text())
+    assert load_classifier(tmp_path / "ensemble").unsure_below is None
+
+
+def test_ensemble_bad_input_is_one_line(two_runs, tmp_path):
+    _, (small, large) = two_runs
     renamed = tmp_path / "renamed"
-    shutil.copytree(trained["run"], renamed)
-    (renamed / "classes.json").write_text(json.dumps(["zero", "one", "two", "nothing"]))
+    shutil.copytree(large, renamed)
+    (renamed / "classes.json").write_text(json.dumps(["zero", "one", "two"]))
+    (tmp_path / "a-file").write_text("")
     cases = [
-        ([trained["run"]], "needs two run folders or more"),
-        ([trained["run"], tmp_path / "missing"], "is not a finished run folder"),
-        ([trained["run"], renamed], "has other classes than"),
+        ([small], "ensemble", "needs two run folders or more"),
+        ([small, tmp_path / "missing"], "ensemble", "is not a finished run folder"),
+        ([small, renamed], "ensemble", "has other classes than"),
+        ([small, large], "a-file/ensemble", "it would be inside"),
     ]
-    for runs, message in cases:
-        result = run_cli("ensemble", *runs, "--out", tmp_path / "ensemble")
+    for runs, out, message in cases:
+        result = run_cli("ensemble", *runs, "--out", tmp_path / out)
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert not (tmp_path / "ensemble").exists()
-    (tmp_path / "a-file").write_text("")
-    result = run_cli("ensemble", trained["run"], trained["run"], "--out", tmp_path / "a-file" / "ensemble")
-    assert result.returncode == 1 and "it would be inside" in result.stderr and "Traceback" not in result.stderr
     (tmp_path / "taken").mkdir()
-    result = run_cli("ensemble", trained["run"], trained["run"], "--out", tmp_path / "taken")
+    result = run_cli("ensemble", small, large, "--out", tmp_path / "taken")
     assert result.returncode == 1 and "already exists; choose a new --out" in result.stderr
