@@ -28,7 +28,8 @@ collect_ignore = ["parity/make_fixtures.py"]  # a script for a torchvision envir
 # out work in this order (with --no-loadscope-reorder), and a long module handed out last keeps one worker
 # busy while the other has nothing left to do.
 LONGEST_FIRST = ["test_export", "test_training", "test_reliability", "test_sign_to_text", "test_artifacts",
-                 "test_transfer", "test_analysis", "test_generalisation", "test_models", "test_demo_browser"]
+                 "test_transfer", "test_analysis", "test_generalisation", "test_ensemble", "test_models",
+                 "test_demo_browser"]
 
 
 def pytest_collection_modifyitems(items):

@@ -16,6 +16,9 @@ from keras_sign.data.pipeline import decode_and_resize
 
 CLASSES = ["0", "1", "2"]
 
+# The tests share the module's two trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("ensemble")
+
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
