@@ -8,7 +8,7 @@
 The rules, all in seconds so that a 15 fps camera and a 60 fps video spell the same text:
 
 - A frame whose top probability is below `unsure_below` (the run's reject threshold, which
-  `transcribe` and `serve` pass in) is one the model is unsure of: it counts as no sign.
+  `transcribe` and `demo` pass in) is one the model is unsure of: it counts as no sign.
 - The probabilities are smoothed over time (an exponential moving average with time constant
   `smoothing`), which steadies the flicker between similar handshapes.
 - A class is the *candidate* while it is the smoothed top class with probability >=
