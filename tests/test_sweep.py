@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -251,6 +252,28 @@ def _planned(url, name):
         return storages.PLAN_ATTR in storages.load(storages.open_storage(url), name).user_attrs
     except KerasSignError:
         return False
+
+
+@pytest.mark.slow
+def test_machines_that_open_a_new_database_at_once_all_get_the_storage(postgres):
+    # Optuna creates its tables on first use, and PostgreSQL refuses a CREATE TABLE that another
+    # connection is running at the same moment: every machine of a sweep started at once meets this.
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def open_at_once():
+        barrier.wait()
+        try:
+            storages.open_storage(postgres)
+        except KerasSignError as error:
+            errors.append(str(error))
+
+    threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ queued trials: Optuna's GridSampler on its own may hand one cell to two workers 
 
 import logging
 import re
+import time
 
 from keras_sign.errors import KerasSignError
 from keras_sign.sweep.plan import SweepPlan
@@ -24,6 +25,7 @@ JOURNAL_FILE = "optuna-journal.log"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60  # a trial whose heartbeat is older than this is failed and queued again
 PLAN_ATTR = "keras_sign_plan"
+SCHEMA_ATTEMPTS = 5  # tries to open a new database while other machines create its tables
 
 
 def redact(url):
@@ -39,19 +41,29 @@ def open_storage(url):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(url)))
-    try:
-        return optuna.storages.RDBStorage(
-            _with_driver(url), heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-            engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_timeout(url)},
-        )
-    except ImportError as error:
-        raise KerasSignError(f"The storage {redact(url)} needs a database driver ({error}); "
-                             "install keras-sign[sweep] (psycopg for PostgreSQL).") from None
-    except Exception as error:  # sqlalchemy's OperationalError and friends: the server is not there
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise KerasSignError(f"Cannot open the sweep storage {redact(url)} ({reason}); start the database "
-                             "server or fix the URL.") from None
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            return optuna.storages.RDBStorage(
+                _with_driver(url), heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+                engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_timeout(url)},
+            )
+        except ImportError as error:
+            raise KerasSignError(f"The storage {redact(url)} needs a database driver ({error}); "
+                                 "install keras-sign[sweep] (psycopg for PostgreSQL).") from None
+        except Exception as error:  # sqlalchemy's OperationalError and friends: the server is not there
+            if _lost_schema_race(error) and attempt < SCHEMA_ATTEMPTS:
+                time.sleep(0.2 * attempt)  # until the machine that won has committed the tables
+                continue
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise KerasSignError(f"Cannot open the sweep storage {redact(url)} ({reason}); start the database "
+                                 "server or fix the URL.") from None
+
+
+def _lost_schema_race(error):
+    """Whether opening a new database failed because another machine was creating Optuna's tables at the
+    same moment: PostgreSQL refuses concurrent CREATE TABLEs of one name with these errors."""
+    return type(getattr(error, "orig", None)).__name__ in ("UniqueViolation", "DuplicateTable", "DuplicateObject")
 
 
 def _with_driver(url):
