@@ -27,6 +27,7 @@ from pathlib import Path
 
 from keras_sign import __version__
 from keras_sign.errors import KerasSignError
+from keras_sign.export import preprocessing_record
 from keras_sign.runs import RunFolder, atomic_write_json, atomic_write_text, check_writable
 
 log = logging.getLogger("keras_sign")
@@ -121,13 +122,7 @@ def write_ensemble(run_paths, out):
         "output": {"meaning": "the mean of the members' softmax class probabilities, in labels.txt order"},
         # as an export's: apps compute softmax(log(p) / temperature) and call an answer below the threshold unsure
         **({"calibration": calibration} if calibration else {}),
-        "preprocessing": {
-            "image_size": size,
-            "center_crop": center_crop,
-            "resize": ("shorter side to image_size / 0.875, then the central square" if center_crop
-                       else "the whole image to image_size x image_size"),
-            "normalisation": "none outside the model: feed raw RGB pixels 0-255",
-        },
+        "preprocessing": preprocessing_record(size, center_crop),
         "members": [{"run": str(run.path.resolve()), "arch": info["arch"], "image_size": info["image_size"],
                      "model_keras_sha256": hashlib.sha256(run.file("model.keras").read_bytes()).hexdigest()}
                     for run, info, _ in members],

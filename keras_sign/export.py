@@ -286,13 +286,7 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
             **({"calibration": calibration} if (calibration := read_calibration(run)) else {}),
             **({f"{export_format}_metadata": file_format.read_metadata(model_path)} if file_format.read_metadata
                else {}),
-            "preprocessing": {
-                "image_size": info["image_size"],
-                "center_crop": bool(info.get("center_crop", False)),
-                "resize": ("shorter side to image_size / 0.875, then the central square"
-                           if info.get("center_crop") else "the whole image to image_size x image_size"),
-                "normalisation": "none outside the model: feed raw RGB pixels 0-255",
-            },
+            "preprocessing": preprocessing_record(info["image_size"], bool(info.get("center_crop", False))),
             "normalisation": {"inside_model": True, **info["normalization"]},
             "arch": info["arch"],
             "dataset": info["dataset"],
@@ -322,6 +316,17 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
         if staging.exists():
             shutil.rmtree(staging)
     return {**record, "bundle": str(bundle)}
+
+
+def preprocessing_record(image_size, center_crop):
+    """`model.json`'s "preprocessing": what an app does to a photo before the model (bundles and ensembles)."""
+    return {
+        "image_size": image_size,
+        "center_crop": center_crop,
+        "resize": ("shorter side to image_size / 0.875, then the central square" if center_crop
+                   else "the whole image to image_size x image_size"),
+        "normalisation": "none outside the model: feed raw RGB pixels 0-255",
+    }
 
 
 def main(argv=None):
