@@ -132,9 +132,10 @@ def evaluate_calibration(probabilities, labels, calibration):
     return summary, rows_before, rows_after, risk_coverage(confidence, correct)
 
 
-def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_size=64, model=None):
+def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_size=64, model=None, shown_as=None):
     """Fit temperature and threshold on a run's validation split; write and return calibration.json.
-    `model`: the run's model when the caller holds it (training does), else model.keras is loaded."""
+    `model`: the run's model when the caller holds it (training does), else model.keras is loaded.
+    `shown_as`: the folder's name in warnings, when it is being written under another."""
     from keras_sign.data.pipeline import make_dataset
     from keras_sign.evaluation import penultimate_model, predict
     from keras_sign.runs import RunFolder, check_writable
@@ -149,8 +150,10 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
     dataset = make_dataset(files.paths, files.labels, len(class_names), info["image_size"], batch_size,
                            info.get("center_crop", False), files.orientations)
     labels, (_, probabilities) = predict(penultimate_model(model or run.load_model(), info["arch"]), dataset)
-    calibration = note_shared_signers(fit(probabilities, labels, max_false_accept), run, info)
+    calibration = note_shared_signers(fit(probabilities, labels, max_false_accept), run, info, shown_as)
     run.write_json(CALIBRATION_FILE, calibration)
+    if run.file("model.json").is_file():  # an ensemble's folder: predict and apps read model.json's copy
+        run.write_json("model.json", {**run.read_json("model.json"), "calibration": calibration})
     log.info("Calibrated on %d validation images: temperature %.3f (NLL %.3f -> %.3f, ECE %.3f -> %.3f); "
              "answers below %.3f confidence are unsure (%.0f%% of validation answered, %.1f%% of those wrong)",
              calibration["images"], calibration["temperature"], calibration["nll"]["before"],
@@ -160,13 +163,13 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
     return calibration
 
 
-def note_shared_signers(calibration, run, info):
+def note_shared_signers(calibration, run, info, shown_as=None):
     """`calibration` with a note (and a warning) when the run's validation photos are its training signers'."""
     if info.get("split_method") == "signer" and _validation_shares_signers(run):
         calibration["note"] = "validation images are the training signers' own: fitted to them, not to new signers"
         log.warning("%s's validation images come from its training signers (too few signers to hold one out): the "
                     "temperature and threshold fit those signers, and a new signer's answers are less sure than "
-                    "they say.", run.path)
+                    "they say.", shown_as or run.path)
     return calibration
 
 

@@ -647,7 +647,7 @@ def ensemble(runs, out, backend):
     record = write_ensemble(runs, out)
     members = ", ".join(f"{m['arch']} {m['image_size']} px" for m in record["members"])
     click.echo(f"ensemble of {len(record['members'])} models ({members}), input {record['preprocessing']['image_size']} "
-               f"px: {out} (predict, transcribe and demo take it)")
+               f"px: {out} (predict, transcribe, demo, evaluate and export take it)")
 
 
 @cli.command()

@@ -12,10 +12,13 @@ inside the model (bilinear, antialiased, as training resizes). Beside it, `model
 say what inference needs (classes, input size) and which runs it holds, so `predict`, `transcribe` and
 `demo` take the folder as they take an export bundle.
 
-The members' calibrations do not carry over to their mean. When every member was trained on the same
-split of the same photos (the same data, split and seed: the folds of `crossval` runs of one data
-folder), the ensemble is calibrated on that validation split, which none of them trained on, and
-`model.json` holds its temperature and reject threshold; otherwise it has none, and says so.
+The folder is a run folder too (`arch: ensemble` in its `run.json`), so `evaluate`, `calibrate`, `export`
+and `compare` take it as they take a run. When every member was trained on the same split of the same
+photos (the same data, split and seed: the folds of `crossval` runs of one data folder), that split is
+the ensemble's `split.csv`: `evaluate` scores the members' test split, `export` verifies on it, and the
+ensemble is calibrated on their validation split, which none of them trained on (the members'
+calibrations do not carry over to their mean). Members of other splits make an ensemble with no split
+and no calibration, evaluated on `--data-dir` folders only.
 """
 
 import hashlib
@@ -28,7 +31,7 @@ from pathlib import Path
 from keras_sign import __version__
 from keras_sign.errors import KerasSignError
 from keras_sign.export import preprocessing_record
-from keras_sign.runs import RunFolder, atomic_write_json, atomic_write_text, check_writable
+from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
 
 log = logging.getLogger("keras_sign")
 
@@ -40,7 +43,10 @@ def _members(run_paths):
     members = []
     for path in run_paths:
         run = RunFolder.open(path)
-        members.append((run, run.read_json("run.json"), run.read_json("classes.json")))
+        info = run.read_json("run.json")
+        if info["arch"] == "ensemble":
+            raise KerasSignError(f"{path} is an ensemble; pass its members' run folders (its run.json lists them).")
+        members.append((run, info, run.read_json("classes.json")))
     first, first_info, first_classes = members[0]
     for run, info, classes in members[1:]:
         if classes != first_classes:
@@ -50,6 +56,36 @@ def _members(run_paths):
             raise KerasSignError(f"{run.path} and {first.path} differ in --center-crop; ensemble runs that "
                                  "resize their photos the same way.")
     return members
+
+
+def resize_matrix(size_in, size_out):
+    """`(size_in, size_out)` weights of Keras' antialiased bilinear resize along one axis (it is separable):
+    column j holds the input rows that output row j mixes. Read off the Resizing layer itself, by resizing
+    images that are one row of ones each."""
+    import keras
+    import numpy as np
+
+    rows = np.zeros((size_in, size_in, size_in, 1), np.float32)
+    rows[np.arange(size_in), np.arange(size_in)] = 1.0
+    resized = keras.layers.Resizing(size_out, size_out, interpolation="bilinear", antialias=True)(rows)
+    return keras.ops.convert_to_numpy(resized)[:, :, 0, 0]
+
+
+def resized(image, size_out, name):
+    """`image` resized to `size_out` as Keras' antialiased bilinear Resizing does, made of Permute and frozen
+    Dense layers: TFLite has no builtin kernel for the antialiased resize (TensorFlow's ScaleAndTranslate), and
+    plain Keras and LiteRT both run these."""
+    import keras
+
+    matrix = resize_matrix(image.shape[1], size_out)
+    x = keras.layers.Permute((2, 3, 1), name=f"{name}_rows_last")(image)  # (width, channels, height)
+    rows = keras.layers.Dense(size_out, use_bias=False, trainable=False, name=f"{name}_rows")
+    x = keras.layers.Permute((3, 2, 1), name=f"{name}_columns_last")(rows(x))  # (height', channels, width)
+    columns = keras.layers.Dense(size_out, use_bias=False, trainable=False, name=f"{name}_columns")
+    x = keras.layers.Permute((1, 3, 2), name=f"{name}_channels_last")(columns(x))  # (height', width', channels)
+    rows.set_weights([matrix])
+    columns.set_weights([matrix])
+    return x
 
 
 def build_ensemble(run_paths):
@@ -64,38 +100,62 @@ def build_ensemble(run_paths):
         model = run.load_model()
         model.name = f"member_{index}_{model.name}"  # two runs of one architecture would share a layer name
         member_size = info["image_size"]
-        x = image if member_size == size else keras.layers.Resizing(
-            member_size, member_size, interpolation="bilinear", antialias=True, name=f"resize_{index}")(image)
-        outputs.append(model(x))
+        outputs.append(model(image if member_size == size else resized(image, member_size, f"resize_{index}")))
     mean = keras.layers.Average(name="mean_probabilities")(outputs)
     return keras.Model(image, mean, name="ensemble"), members
 
 
-def calibrate_ensemble(ensemble, members):
-    """The calibration.json dict of the ensemble on its members' shared validation split, or None (logged)."""
-    from keras_sign.calibration import MIN_CALIBRATION_IMAGES, fit, note_shared_signers
-    from keras_sign.data.pipeline import make_dataset
-    from keras_sign.evaluation import predict
+def features_and_probabilities(ensemble):
+    """The ensemble with two outputs, as `evaluation.penultimate_model` gives a run's model: its members'
+    penultimate features side by side (t-SNE's points) and the mean of their class probabilities."""
+    import keras
 
+    from keras_sign.evaluation import penultimate_model
+
+    image = keras.Input(ensemble.input_shape[1:], name="image")
+    features, probabilities = [], []
+    for layer in ensemble.layers:
+        if not layer.name.startswith("member_"):
+            continue
+        index, arch = layer.name.split("_", 2)[1:]
+        member_size = layer.input.shape[1]
+        x = image if member_size == image.shape[1] else resized(image, member_size, f"resize_{index}")
+        member_features, member_probabilities = penultimate_model(layer, arch)(x)
+        features.append(keras.layers.Flatten()(member_features))
+        probabilities.append(member_probabilities)
+    return keras.Model(image, [keras.layers.Concatenate()(features), keras.layers.Average()(probabilities)])
+
+
+def shared_split(members):
+    """The members' one split (their split.csv rows), or None when they were trained on different ones."""
     splits = [(info["data_root"], [(row["path"], row["split"]) for row in run.read_split()]) for run, info, _ in members]
     if any(split != splits[0] for split in splits[1:]):
         log.warning("The members were trained on different splits (data, split or seed), so a validation photo of "
-                    "one may be a training photo of another: the ensemble is not calibrated, and its answers are "
-                    "never marked unsure.")
+                    "one may be a training photo of another: the ensemble has no split and no calibration (its "
+                    "answers are never marked unsure); evaluate it with --data-dir.")
         return None
-    run, info, class_names = members[0]
-    files = run.split_files("val")
-    if len(files.paths) < MIN_CALIBRATION_IMAGES:
-        log.warning("The members' validation split has %d images, fewer than the %d calibration needs: the "
-                    "ensemble is not calibrated.", len(files.paths), MIN_CALIBRATION_IMAGES)
-        return None
-    dataset = make_dataset(files.paths, files.labels, len(class_names), ensemble.input_shape[1], 64,
-                           bool(info.get("center_crop", False)), files.orientations)
-    labels, (probabilities,) = predict(ensemble, dataset)
-    calibration = note_shared_signers(fit(probabilities, labels), run, info)
-    log.info("Calibrated on the members' %d validation images: temperature %.3f; answers below %.3f confidence are "
-             "unsure", calibration["images"], calibration["temperature"], calibration["reject"]["threshold"])
-    return calibration
+    return members[0][0].read_split()
+
+
+def run_record(members, size, split):
+    """The ensemble's run.json: what evaluate, calibrate, export and compare read of a run."""
+    run, info, _ = members[0]
+    return {
+        "status": "finished",
+        "arch": "ensemble",
+        "dataset": info["dataset"],
+        "data_root": info["data_root"],
+        "split_method": info.get("split_method") if split else None,
+        "image_size": size,
+        "center_crop": bool(info.get("center_crop", False)),
+        "normalization": {"source": "each member's own, inside the model"},
+        "members": [{"run": str(member.path.resolve()), "arch": member_info["arch"],
+                     "image_size": member_info["image_size"],
+                     "model_keras_sha256": hashlib.sha256(member.file("model.keras").read_bytes()).hexdigest()}
+                    for member, member_info, _ in members],
+        "keras_sign": __version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
 
 
 def write_ensemble(run_paths, out):
@@ -104,40 +164,49 @@ def write_ensemble(run_paths, out):
     The folder is written under a temporary name and renamed into place, so an interrupted build never
     leaves a folder that looks usable.
     """
+    from keras_sign.calibration import calibrate_run
+
     out = Path(out)
     if out.exists():
         raise KerasSignError(f"{out} already exists; choose a new --out folder.")
     check_writable(out)
     ensemble, members = build_ensemble(run_paths)
-    _, first_info, class_names = members[0]
-    size = ensemble.input_shape[1]
-    center_crop = bool(first_info.get("center_crop", False))
-    calibration = calibrate_ensemble(ensemble, members)
-    record = {
-        "format": "keras",
-        "file": "model.keras",
-        "classes": class_names,
-        "labels_file": "labels.txt",
-        "input": {"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255], "shape": [size, size, 3]},
-        "output": {"meaning": "the mean of the members' softmax class probabilities, in labels.txt order"},
-        # as an export's: apps compute softmax(log(p) / temperature) and call an answer below the threshold unsure
-        **({"calibration": calibration} if calibration else {}),
-        "preprocessing": preprocessing_record(size, center_crop),
-        "members": [{"run": str(run.path.resolve()), "arch": info["arch"], "image_size": info["image_size"],
-                     "model_keras_sha256": hashlib.sha256(run.file("model.keras").read_bytes()).hexdigest()}
-                    for run, info, _ in members],
-        "keras_sign": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
+    class_names = members[0][2]
+    split = shared_split(members)
+    info = run_record(members, ensemble.input_shape[1], split)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    staging = RunFolder(out.parent / f".{out.name}.partial-{os.getpid()}")
     try:
-        staging.mkdir()
-        ensemble.save(staging / "model.keras")
-        atomic_write_text(staging / "labels.txt", "".join(f"{name}\n" for name in class_names))
-        atomic_write_json(staging / "model.json", record)
-        staging.rename(out)
+        staging.path.mkdir()
+        ensemble.save(staging.file("model.keras"))
+        staging.write_json("classes.json", class_names)
+        staging.write_json("run.json", info)
+        calibration = None
+        if split:
+            atomic_write_csv(staging.file("split.csv"), list(split[0]), [list(row.values()) for row in split])
+            try:
+                calibration = calibrate_run(staging.path, model=ensemble, shown_as=out)
+            except KerasSignError as error:  # too few validation photos
+                log.warning("The ensemble is not calibrated: %s", error)
+        record = {
+            "format": "keras",
+            "file": "model.keras",
+            "classes": class_names,
+            "labels_file": "labels.txt",
+            "input": {"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255],
+                      "shape": [info["image_size"], info["image_size"], 3]},
+            "output": {"meaning": "the mean of the members' softmax class probabilities, in labels.txt order"},
+            # as an export's: apps compute softmax(log(p) / temperature) and call an answer below the threshold unsure
+            **({"calibration": calibration} if calibration else {}),
+            "preprocessing": preprocessing_record(info["image_size"], info["center_crop"]),
+            "members": info["members"],
+            "keras_sign": __version__,
+            "created": info["started"],
+        }
+        atomic_write_text(staging.file("labels.txt"), "".join(f"{name}\n" for name in class_names))
+        atomic_write_json(staging.file("model.json"), record)
+        staging.path.rename(out)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        if staging.path.exists():
+            shutil.rmtree(staging.path)
     return record

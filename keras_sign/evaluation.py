@@ -43,7 +43,8 @@ CONFUSION_CORNER = "true\\predicted"
 def penultimate_model(model, arch):
     """`model` (a registered `arch`) with two outputs: the features its classifier separates (the
     spec's `embedding_layer`: MobileNetV3's 1024-d hidden layer, the pooled features of ResNet and
-    ShuffleNetV2) and its class probabilities, so one pass over the images yields both.
+    ShuffleNetV2) and its class probabilities, so one pass over the images yields both. An ensemble's
+    features are its members' side by side (`keras_sign.ensemble`).
 
     Made once per model: training calibrates on validation and evaluates on test with the same one,
     so its prediction step is traced once, not once per use (about 2 s a run on a CPU)."""
@@ -51,6 +52,10 @@ def penultimate_model(model, arch):
 
     from keras_sign.models.registry import get_spec
 
+    if model not in _PENULTIMATE and arch == "ensemble":
+        from keras_sign.ensemble import features_and_probabilities
+
+        _PENULTIMATE[model] = features_and_probabilities(model)
     if model not in _PENULTIMATE:
         _PENULTIMATE[model] = keras.Model(model.input,
                                           [model.get_layer(get_spec(arch).embedding_layer).output, model.output])

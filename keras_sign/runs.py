@@ -257,6 +257,9 @@ class RunFolder:
         atomic_write_csv(self.file("split.csv"), SPLIT_COLUMNS, rows)
 
     def read_split(self):
+        if not self.file("split.csv").is_file():  # an ensemble of runs trained on different splits has none
+            raise KerasSignError(f"{self.path} has no split.csv, so no training, validation or test split; "
+                                 "evaluate it with --data-dir PATH.")
         return read_csv(self.file("split.csv"))
 
     def split_files(self, split):

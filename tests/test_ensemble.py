@@ -13,6 +13,9 @@ import pytest
 from conftest import SAMPLE, copy_subset, run_cli
 from keras_sign.classifier import load_classifier
 from keras_sign.data.pipeline import decode_and_resize
+from keras_sign.ensemble import resized
+from keras_sign.models.flops import count_multiply_adds
+from keras_sign.runs import RunFolder
 
 CLASSES = ["0", "1", "2"]
 
@@ -81,8 +84,57 @@ def test_an_ensemble_averages_its_members_and_loads_anywhere_a_model_does(two_ru
     assert json.loads(plain.stdout.strip().splitlines()[-1]) == mean.argmax(1).tolist()
 
 
+def test_the_in_model_resize_is_keras_antialiased_resize():
+    images = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    for size in (64, 40, 95):
+        expected = keras.layers.Resizing(size, size, antialias=True)(images)
+        x = keras.Input((96, 96, 3))
+        got = keras.Model(x, resized(x, size, "resize"))(images)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(expected), atol=2e-4)
+
+
+def test_an_ensemble_folder_is_evaluated_calibrated_exported_and_compared_as_a_run(two_runs, tmp_path):
+    data, (small, large) = two_runs
+    out = tmp_path / "ensemble"
+    assert run_cli("ensemble", small, large, "--out", out).returncode == 0
+    assert (out / "split.csv").read_text() == (small / "split.csv").read_text()  # the members' shared split
+
+    # evaluate scores the members' test split with the mean of their probabilities.
+    result = run_cli("evaluate", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = RunFolder(out)
+    test = run.split_files("test")
+    images = np.stack([decode_and_resize(str(p), o, 40).numpy() for p, o in zip(test.paths, test.orientations)])
+    members = [load_classifier(small).model, load_classifier(large).model]
+    mean = (members[0].predict(keras.layers.Resizing(32, 32, antialias=True)(images.astype(np.float32)))
+            + members[1].predict(images)) / 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == len(test.paths) > 0
+    assert metrics["accuracy"] == pytest.approx(np.mean(mean.argmax(1) == np.array(test.labels)))
+    assert (out / "tsne.csv").is_file() and "calibration" in metrics  # the members' features; its calibration
+
+    # Refitting the calibration updates the copy in model.json that predict reads.
+    assert run_cli("calibrate", out, "--max-false-accept", "0.5").returncode == 0
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert json.loads((out / "model.json").read_text())["calibration"] == calibration
+    assert load_classifier(out).unsure_below == calibration["reject"]["threshold"]
+
+    # A TFLite of builtin ops (the in-model resize included), verified against the ensemble.
+    result = run_cli("export", out, "--out", tmp_path / "exports")
+    assert result.returncode == 0, result.stderr[-2000:]
+    bundle = json.loads((tmp_path / "exports" / "ensemble-tflite-none" / "model.json").read_text())
+    assert bundle["verified"] and bundle["arch"] == "ensemble" and bundle["calibration"] == calibration
+
+    # compare counts the members' multiply-adds and more (the resize).
+    ensemble = run.load_model()
+    parts = [count_multiply_adds(RunFolder(member).load_model()) for member in (small, large)]
+    assert count_multiply_adds(ensemble) > sum(parts) > 0
+    result = run_cli("compare", out, small, "--out", tmp_path / "compare")
+    assert result.returncode == 0 and "| ensemble |" in result.stdout, result.stderr[-2000:]
+
+
 def test_members_of_other_splits_make_an_uncalibrated_ensemble(two_runs, tmp_path):
-    _, (small, large) = two_runs
+    data, (small, large) = two_runs
     moved = tmp_path / "moved"
     shutil.copytree(large, moved)
     rows = list(csv.DictReader((moved / "split.csv").open()))
@@ -95,6 +147,14 @@ def test_members_of_other_splits_make_an_uncalibrated_ensemble(two_runs, tmp_pat
     assert result.returncode == 0 and "trained on different splits" in result.stderr, result.stderr[-2000:]
     assert "calibration" not in json.loads((tmp_path / "ensemble" / "model.json").read_text())
     assert load_classifier(tmp_path / "ensemble").unsure_below is None
+    # No split of its own: evaluated on a folder of photos only.
+    result = run_cli("evaluate", tmp_path / "ensemble")
+    assert result.returncode == 1 and "has no split.csv" in result.stderr and "--data-dir" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("evaluate", tmp_path / "ensemble", "--data-dir", data)
+    assert result.returncode == 0 and f"on {3 * 16} images" in result.stdout, result.stderr[-2000:]
+    result = run_cli("ensemble", tmp_path / "ensemble", small, "--out", tmp_path / "nested")
+    assert result.returncode == 1 and "is an ensemble; pass its members' run folders" in result.stderr
 
 
 def test_ensemble_bad_input_is_one_line(two_runs, tmp_path):
