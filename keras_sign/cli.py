@@ -637,13 +637,24 @@ def export(run, export_format, quantize, io_type, calibration_images, min_agreem
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN...")
-@click.option("--out", required=True, help="New folder for the ensemble's model.keras, model.json and labels.txt.")
+@click.option("--out", required=True, help="New folder for the ensemble (model.keras, model.json, labels.txt and "
+              "run.json), or for one ensemble per fold when the RUNs are crossval folders.")
 @_backend_option
 def ensemble(runs, out, backend):
-    """One model that averages the class probabilities of several runs (any architectures and sizes)."""
+    """One model that averages the class probabilities of several runs (any architectures and sizes). Given
+    `crossval` folders, one per fold, each evaluated on its held-out signer, with mean +- std as crossval gives."""
     select_backend(backend or "auto")
-    from keras_sign.ensemble import write_ensemble
+    from keras_sign.crossval import markdown
+    from keras_sign.ensemble import is_crossval, write_ensemble, write_fold_ensembles
 
+    crossvals = [is_crossval(run) for run in runs]
+    if all(crossvals):
+        summary = write_fold_ensembles(runs, out)
+        click.echo(markdown(summary), nl=False)
+        click.echo(f"pooled accuracy {summary['pooled_accuracy']:.3f}; folder: {out}")
+        return
+    if any(crossvals):
+        raise KerasSignError("Pass run folders or crossval folders to `keras-sign ensemble`, not both.")
     record = write_ensemble(runs, out)
     members = ", ".join(f"{m['arch']} {m['image_size']} px" for m in record["members"])
     click.echo(f"ensemble of {len(record['members'])} models ({members}), input {record['preprocessing']['image_size']} "

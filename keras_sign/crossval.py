@@ -25,6 +25,8 @@ from keras_sign.runs import (FolderLock, RunFolder, atomic_write_csv, atomic_wri
 
 log = logging.getLogger("keras_sign")
 
+TOP_CONFUSIONS = 8  # wrong answers named in crossval.md
+
 
 def fold_plan(config, folds):
     """`[(fold name, config changes)]`: one fold per signer (`folds="signer"`) or `folds` stratified folds."""
@@ -79,17 +81,46 @@ def summarize(names, runs):
     return summary
 
 
+def top_confusions(row_names, column_names, counts, limit=TOP_CONFUSIONS):
+    """The most frequent wrong answers of a confusion matrix, most first: `[{"true", "predicted", "count"}]`."""
+    wrong = [(int(counts[i, j]), true, predicted) for i, true in enumerate(row_names)
+             for j, predicted in enumerate(column_names) if true != predicted and counts[i, j] > 0]
+    wrong.sort(key=lambda entry: -entry[0])  # stable: ties keep the classes' order
+    return [{"true": true, "predicted": predicted, "count": count} for count, true, predicted in wrong[:limit]]
+
+
 def markdown(summary):
     rows = [[f["fold"], f["test_images"], f"{f['accuracy']:.3f}", f"{f['macro_f1']:.3f}"] for f in summary["folds"]]
     accuracy, f1 = summary["accuracy"], summary["macro_f1"]
     rows.append(["mean +- std", sum(f["test_images"] for f in summary["folds"]),
                  f"{accuracy['mean']:.3f} +- {accuracy['std']:.3f}", f"{f1['mean']:.3f} +- {f1['std']:.3f}"])
-    return markdown_table(["fold", "test images", "accuracy", "macro F1"], rows, "lrrr") + "\n"
+    text = markdown_table(["fold", "test images", "accuracy", "macro F1"], rows, "lrrr") + "\n"
+    if summary.get("top_confusions"):
+        text += "\nmost frequent confusions (true as predicted, all folds): " + ", ".join(
+            f"{entry['true']} as {entry['predicted']} {entry['count']}" for entry in summary["top_confusions"]) + "\n"
+    return text
+
+
+def write_report(out, head, names, runs):
+    """Write crossval.json / .md and the pooled confusion matrix of the evaluated fold runs into `out`;
+    return the summary: `head` (how the folds were made, what was trained) and `summarize`'s figures."""
+    from keras_sign import plots
+
+    summary = {**head, **summarize(names, runs)}
+    rows, columns, counts = pooled_confusion(runs)
+    summary["top_confusions"] = top_confusions(rows, columns, counts)
+    atomic_write_json(out / "crossval.json", summary)
+    atomic_write_text(out / "crossval.md", markdown(summary))
+    atomic_write_csv(out / "confusion_matrix.csv", (CONFUSION_CORNER, *columns),
+                     [[name, *row] for name, row in zip(rows, counts.tolist())])
+    plots.confusion_matrix_png(counts, rows, out / "confusion_matrix.png", column_names=columns,
+                               title=f"{out.name}: {len(runs)} folds pooled, {int(counts.sum())} test images, "
+                                     f"accuracy {summary['pooled_accuracy']:.3f}")
+    return summary
 
 
 def crossval(config, folds, backend, reason):
     """Train and evaluate every fold into `config.out`; return the summary dict (also in crossval.json)."""
-    from keras_sign import plots
     from keras_sign.runs import check_writable
     from keras_sign.training import train_or_resume
 
@@ -109,14 +140,6 @@ def crossval(config, folds, backend, reason):
             fold_config = dataclasses.replace(config, out=str(out / name), **changes).validate()
             runs.append(train_or_resume(fold_config, backend, reason))
             log.info("fold %s: test accuracy %.3f on %d images", name, *_scores(runs[-1]))
-        summary = {"folds_by": "signer" if str(folds) == "signer" else f"stratified {folds}-fold",
-                   "arch": config.arch, **summarize([name for name, _ in plan], runs)}
-        rows, columns, counts = pooled_confusion(runs)
-        atomic_write_json(out / "crossval.json", summary)
-        atomic_write_text(out / "crossval.md", markdown(summary))
-        atomic_write_csv(out / "confusion_matrix.csv", (CONFUSION_CORNER, *columns),
-                         [[name, *row] for name, row in zip(rows, counts.tolist())])
-        plots.confusion_matrix_png(counts, rows, out / "confusion_matrix.png", column_names=columns,
-                                   title=f"{out.name}: {len(plan)} folds pooled, {int(counts.sum())} test images, "
-                                         f"accuracy {summary['pooled_accuracy']:.3f}")
+        summary = write_report(out, {"folds_by": "signer" if str(folds) == "signer" else f"stratified {folds}-fold",
+                                     "arch": config.arch}, [name for name, _ in plan], runs)
     return summary

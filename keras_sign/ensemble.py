@@ -3,6 +3,7 @@
     keras-sign ensemble runs/massey-resnet18-96 runs/massey-mobilenetv3-64 --out ensembles/massey
     keras-sign predict ensembles/massey photo.jpg
     keras-sign transcribe ensembles/massey clip.mp4
+    keras-sign ensemble crossval/massey-resnet18 crossval/massey-mobilenetv3 --out ensembles/massey-crossval
 
 Models of other architectures and input sizes err on other photos, so their mean errs less: on
 leave-one-signer-out Massey four models together beat the best of them (README, "How well does it
@@ -13,12 +14,15 @@ say what inference needs (classes, input size) and which runs it holds, so `pred
 `demo` take the folder as they take an export bundle.
 
 The folder is a run folder too (`arch: ensemble` in its `run.json`), so `evaluate`, `calibrate`, `export`
-and `compare` take it as they take a run. When every member was trained on the same split of the same
-photos (the same data, split and seed: the folds of `crossval` runs of one data folder), that split is
-the ensemble's `split.csv`: `evaluate` scores the members' test split, `export` verifies on it, and the
-ensemble is calibrated on their validation split, which none of them trained on (the members'
-calibrations do not carry over to their mean). Members of other splits make an ensemble with no split
-and no calibration, evaluated on `--data-dir` folders only.
+and `compare` take it as they take a run. Its `split.csv` keeps each photo that all members put in the
+same split: `evaluate` scores the test photos, `export` verifies on them, and the ensemble is calibrated
+on the validation photos, which none of the members trained on (their calibrations do not carry over to
+their mean). Members trained on one split (the same data, split and seed: the folds of `crossval` runs of
+one data folder) share all of it; members of other seeds share the held-out signer's test photos but
+hardly any validation photos, so their ensemble is not calibrated.
+
+Given `crossval` folders, `keras-sign ensemble` builds one ensemble per fold and scores it on the fold's
+held-out signer: the leave-one-signer-out figure of the ensemble, in crossval's own report.
 """
 
 import hashlib
@@ -126,15 +130,22 @@ def features_and_probabilities(ensemble):
     return keras.Model(image, [keras.layers.Concatenate()(features), keras.layers.Average()(probabilities)])
 
 
-def shared_split(members):
-    """The members' one split (their split.csv rows), or None when they were trained on different ones."""
-    splits = [(info["data_root"], [(row["path"], row["split"]) for row in run.read_split()]) for run, info, _ in members]
-    if any(split != splits[0] for split in splits[1:]):
-        log.warning("The members were trained on different splits (data, split or seed), so a validation photo of "
-                    "one may be a training photo of another: the ensemble has no split and no calibration (its "
-                    "answers are never marked unsure); evaluate it with --data-dir.")
+def agreed_split(members):
+    """The ensemble's split.csv rows: each photo that every member put in the same split (a photo one member
+    trained on and another was validated or tested on belongs to none), or None for members of other data."""
+    if any(info["data_root"] != members[0][1]["data_root"] for _, info, _ in members[1:]):
+        log.warning("The members were trained on different data folders: the ensemble has no split and no "
+                    "calibration (its answers are never marked unsure); evaluate it with --data-dir.")
         return None
-    return members[0][0].read_split()
+    rows = members[0][0].read_split()
+    splits = [{row["path"]: row["split"] for row in run.read_split()} for run, _, _ in members[1:]]
+    agreed = [row for row in rows if all(split.get(row["path"]) == row["split"] for split in splits)]
+    if len(agreed) < len(rows):
+        counts = {name: sum(row["split"] == name for row in agreed) for name in ("train", "val", "test")}
+        log.warning("The members were trained on different splits (split or seed): the ensemble's split keeps the "
+                    "photos they agree on, %d training, %d validation and %d test photos.", counts["train"],
+                    counts["val"], counts["test"])
+    return agreed
 
 
 def run_record(members, size, split):
@@ -164,7 +175,7 @@ def write_ensemble(run_paths, out):
     The folder is written under a temporary name and renamed into place, so an interrupted build never
     leaves a folder that looks usable.
     """
-    from keras_sign.calibration import calibrate_run
+    from keras_sign.calibration import MIN_CALIBRATION_IMAGES, calibrate_run
 
     out = Path(out)
     if out.exists():
@@ -172,7 +183,7 @@ def write_ensemble(run_paths, out):
     check_writable(out)
     ensemble, members = build_ensemble(run_paths)
     class_names = members[0][2]
-    split = shared_split(members)
+    split = agreed_split(members)
     info = run_record(members, ensemble.input_shape[1], split)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = RunFolder(out.parent / f".{out.name}.partial-{os.getpid()}")
@@ -184,10 +195,13 @@ def write_ensemble(run_paths, out):
         calibration = None
         if split:
             atomic_write_csv(staging.file("split.csv"), list(split[0]), [list(row.values()) for row in split])
-            try:
+            validation = sum(row["split"] == "val" for row in split)
+            if validation >= MIN_CALIBRATION_IMAGES:
                 calibration = calibrate_run(staging.path, model=ensemble, shown_as=out)
-            except KerasSignError as error:  # too few validation photos
-                log.warning("The ensemble is not calibrated: %s", error)
+            else:
+                log.warning("The ensemble is not calibrated: its members share %d validation photos, fewer than the %d "
+                            "calibration needs (its answers are never marked unsure).", validation,
+                            MIN_CALIBRATION_IMAGES)
         record = {
             "format": "keras",
             "file": "model.keras",
@@ -210,3 +224,52 @@ def write_ensemble(run_paths, out):
         if staging.path.exists():
             shutil.rmtree(staging.path)
     return record
+
+
+def is_crossval(path):
+    return (Path(path) / "crossval.json").is_file()
+
+
+def write_fold_ensembles(crossval_paths, out):
+    """One ensemble per fold of `crossval` folders (`OUT/<fold>/`, each evaluated on its held-out test split)
+    and their crossval.json / .md: the leave-one-signer-out score of the ensemble. Returns the summary.
+
+    Resumable: a fold whose ensemble is built and evaluated is kept; running again finishes the rest.
+    """
+    from keras_sign.crossval import write_report
+    from keras_sign.evaluation import evaluate_run
+    from keras_sign.runs import FolderLock, holds_files, read_csv
+
+    crossvals = [Path(path) for path in crossval_paths]
+    plans = [[fold["fold"] for fold in RunFolder(path).read_json("crossval.json")["folds"]] for path in crossvals]
+    for path, plan in zip(crossvals[1:], plans[1:]):
+        if plan != plans[0]:
+            raise KerasSignError(f"{path} has other folds than {crossvals[0]} ({', '.join(plan)} against "
+                                 f"{', '.join(plans[0])}); ensemble crossvals of one data folder and --folds.")
+    out = Path(out)
+    check_writable(out)
+    if out.is_dir() and holds_files(out) and not any((out / fold / "run.json").is_file() for fold in plans[0]):
+        raise KerasSignError(f"{out} already exists and holds other files; choose a new --out folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, "Ensemble crossval folder"):
+        runs = []
+        for fold in plans[0]:
+            members = [(path / fold).resolve() for path in crossvals]
+            tests = [(RunFolder(m).read_json("run.json")["data_root"],
+                      [row["path"] for row in read_csv(m / "split.csv") if row["split"] == "test"]) for m in members]
+            if any(test != tests[0] for test in tests[1:]):
+                raise KerasSignError(f"The {fold} folds of {', '.join(map(str, crossvals))} test other photos; "
+                                     "ensemble crossvals of one data folder and --folds.")
+            folder = out / fold
+            if (folder / "run.json").is_file():  # built by an earlier, interrupted call: the same members?
+                if [m["run"] for m in RunFolder(folder).read_json("run.json")["members"]] != list(map(str, members)):
+                    raise KerasSignError(f"{out} holds ensembles of other runs; choose a new --out.")
+            else:
+                write_ensemble(members, folder)
+            if not (folder / "metrics.json").is_file():
+                evaluate_run(folder)
+            runs.append(folder)
+            log.info("fold %s: ensemble test accuracy %.3f", fold, RunFolder(folder).read_json("metrics.json")["accuracy"])
+        head = {"folds_by": RunFolder(crossvals[0]).read_json("crossval.json")["folds_by"], "arch": "ensemble",
+                "members": [str(path.resolve()) for path in crossvals]}
+        return write_report(out, head, plans[0], runs)

@@ -310,6 +310,6 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     history = run.read_history()
     if history:
         written.append(plots.curves_png(history, run.file("curves.png"), title=f"{name}: training curves"))
-    else:
+    elif info["arch"] != "ensemble":  # an ensemble was never trained
         log.info("%s has no finished epoch in history.csv: no curves.png.", run.path)
     return metrics, text, written

@@ -133,18 +133,33 @@ def test_an_ensemble_folder_is_evaluated_calibrated_exported_and_compared_as_a_r
     assert result.returncode == 0 and "| ensemble |" in result.stdout, result.stderr[-2000:]
 
 
-def test_members_of_other_splits_make_an_uncalibrated_ensemble(two_runs, tmp_path):
-    data, (small, large) = two_runs
+def test_an_ensemble_keeps_the_photos_its_members_agree_on(two_runs, tmp_path):
+    _, (small, large) = two_runs
     moved = tmp_path / "moved"
     shutil.copytree(large, moved)
     rows = list(csv.DictReader((moved / "split.csv").open()))
-    next(row for row in rows if row["split"] == "val")["split"] = "train"  # one validation photo trained on
+    trained = next(row for row in rows if row["split"] == "val")
+    trained["split"] = "train"  # one validation photo of the other member trained on
     with (moved / "split.csv").open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     result = run_cli("ensemble", small, moved, "--out", tmp_path / "ensemble")
     assert result.returncode == 0 and "trained on different splits" in result.stderr, result.stderr[-2000:]
+    kept = list(csv.DictReader((tmp_path / "ensemble" / "split.csv").open()))
+    assert len(kept) == len(rows) - 1 and trained["path"] not in {row["path"] for row in kept}
+    assert json.loads((tmp_path / "ensemble" / "model.json").read_text())["calibration"]["images"] == 14
+
+
+def test_members_of_other_data_make_an_ensemble_with_no_split(two_runs, tmp_path):
+    data, (small, large) = two_runs
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(large, elsewhere)
+    shutil.copytree(data, tmp_path / "data-copy")
+    info = json.loads((elsewhere / "run.json").read_text())
+    (elsewhere / "run.json").write_text(json.dumps({**info, "data_root": str(tmp_path / "data-copy")}))
+    result = run_cli("ensemble", small, elsewhere, "--out", tmp_path / "ensemble")
+    assert result.returncode == 0 and "different data folders" in result.stderr, result.stderr[-2000:]
     assert "calibration" not in json.loads((tmp_path / "ensemble" / "model.json").read_text())
     assert load_classifier(tmp_path / "ensemble").unsure_below is None
     # No split of its own: evaluated on a folder of photos only.

@@ -4,6 +4,7 @@
 import collections
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from conftest import SAMPLE, copy_subset, run_cli
 from keras_sign import calibration
 from keras_sign.class_map import map_classes, read_class_map
+from keras_sign.crossval import markdown, top_confusions
+from keras_sign.data.pipeline import decode_and_resize
 from keras_sign.data.split import split_by_group, split_stratified_fold
 from keras_sign.errors import KerasSignError
 from keras_sign.runs import FolderLock
@@ -213,3 +216,51 @@ def test_fold_and_augmentation_settings_are_checked(overrides, message):
 
     with pytest.raises(KerasSignError, match=message):
         load_config(overrides=overrides)
+
+
+def test_the_most_frequent_confusions_come_first():
+    counts = np.array([[5, 2, 0], [3, 4, 3], [0, 0, 9]])
+    top = top_confusions(["0", "o", "v"], ["0", "o", "v"], counts, limit=2)
+    assert top == [{"true": "o", "predicted": "0", "count": 3}, {"true": "o", "predicted": "v", "count": 3}]
+    fold = {"fold": "signer-a", "test_images": 4, "accuracy": 0.5, "macro_f1": 0.5}
+    summary = {"folds": [fold], "accuracy": {"mean": 0.5, "std": 0.0}, "macro_f1": {"mean": 0.5, "std": 0.0}}
+    assert "o as 0 3, o as v 3" in markdown({**summary, "top_confusions": top})
+
+
+@pytest.mark.slow
+def test_crossvals_make_one_ensemble_per_fold_scored_on_its_held_out_signer(three_signers, tmp_path):
+    from keras_sign.classifier import load_classifier
+    from keras_sign.runs import RunFolder
+
+    common = ["--data-dir", three_signers, "--epochs", "2", "--image-size", "32", "--batch-size", "8"]
+    crossvals = [tmp_path / "mobilenet", tmp_path / "resnet"]
+    for out, extra in zip(crossvals, (["--arch", "mobilenetv3_small"], ["--arch", "resnet18", "--seed", "5"])):
+        result = run_cli("crossval", *common, *extra, "--out", out)
+        assert result.returncode == 0, result.stderr[-2000:]
+    ensembles = tmp_path / "ensembles"
+    result = run_cli("ensemble", *crossvals, "--out", ensembles)
+    assert result.returncode == 0 and "mean +- std" in result.stdout, result.stderr[-2000:]
+    summary = json.loads((ensembles / "crossval.json").read_text())
+    assert summary["arch"] == "ensemble" and [f["fold"] for f in summary["folds"]] == ["signer-ann", "signer-bob",
+                                                                                         "signer-cy"]
+    for fold in summary["folds"]:  # each scored on its held-out signer by the mean of its members' answers
+        run = RunFolder(ensembles / fold["fold"])
+        test = run.split_files("test")
+        assert {path.parent.parent.name for path in test.paths} == {fold["fold"].removeprefix("signer-")}
+        images = np.stack([decode_and_resize(str(p), o, 32).numpy() for p, o in zip(test.paths, test.orientations)])
+        mean = np.mean([load_classifier(c / fold["fold"]).model.predict(images) for c in crossvals], axis=0)
+        assert fold["accuracy"] == pytest.approx(np.mean(mean.argmax(1) == np.array(test.labels)))
+    built = (ensembles / "signer-bob" / "model.keras").stat().st_mtime_ns
+    assert run_cli("ensemble", *crossvals, "--out", ensembles).returncode == 0  # finished folds are kept
+    assert (ensembles / "signer-bob" / "model.keras").stat().st_mtime_ns == built
+
+    other = run_cli("crossval", *common, "--folds", "2", "--out", tmp_path / "stratified")
+    assert other.returncode == 0, other.stderr[-2000:]
+    shutil.copytree(ensembles, tmp_path / "swapped")
+    for args, out, message in [
+        ([crossvals[0], tmp_path / "stratified"], tmp_path / "e2", "has other folds than"),
+        ([crossvals[0], crossvals[1] / "signer-ann"], tmp_path / "e2", "run folders or crossval folders"),
+        ([crossvals[1], crossvals[0]], tmp_path / "swapped", "holds ensembles of other runs"),
+    ]:
+        result = run_cli("ensemble", *args, "--out", out)
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
