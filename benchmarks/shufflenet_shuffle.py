@@ -5,9 +5,10 @@
 Times the training step of ShuffleNetV2 x1.0 (TensorFlow, Adam, 36 classes, one batch of
 seeded random pixels) as keras-sign builds it, and with the split and shuffle written other ways,
 each variant in a fresh process, side by side: median images/s of `--steps` steps after
-`--warmup`. The variants are swapped in for the builder's `channel_half` / `channel_shuffle`:
+`--warmup`. The variants are swapped in for the builder's `channel_halves` / `channel_shuffle`:
 
-    as-built    split: Reshape + Cropping3D + Reshape; shuffle: Reshape + Permute + Reshape
+    as-built    split: one `keras.ops.split`; shuffle: Reshape + Permute + Reshape
+    crop3d      split as Reshape + Cropping3D + Reshape per half (as built before the split op)
     slice       split by slicing the channels (keras-sign's older ChannelHalf layer)
     crop2d      split as Reshape to (h * w, 2, C / 2) + Cropping2D + Reshape (4-D instead of 5-D)
     no-shuffle  no shuffle at all: other numbers, an upper bound on what the shuffle costs
@@ -20,16 +21,25 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("as-built", "slice", "crop2d", "no-shuffle")
+VARIANTS = ("as-built", "crop3d", "slice", "crop2d", "no-shuffle")
 
 
-def _crop2d_half(x, half, name):
+def _crop3d_half(x, half):
     from keras import layers
 
     height, width, channels = x.shape[1:]
-    x = layers.Reshape((height * width, 2, channels // 2), name=f"{name}_halves")(x)
-    x = layers.Cropping2D(((0, 0), (half, 1 - half)), name=f"{name}_crop")(x)
-    return layers.Reshape((height, width, channels // 2), name=name)(x)
+    x = layers.Reshape((height, width, 2, channels // 2))(x)
+    x = layers.Cropping3D(((0, 0), (0, 0), (half, 1 - half)))(x)
+    return layers.Reshape((height, width, channels // 2))(x)
+
+
+def _crop2d_half(x, half):
+    from keras import layers
+
+    height, width, channels = x.shape[1:]
+    x = layers.Reshape((height * width, 2, channels // 2))(x)
+    x = layers.Cropping2D(((0, 0), (half, 1 - half)))(x)
+    return layers.Reshape((height, width, channels // 2))(x)
 
 
 def measure(variant, size, batch_size, warmup, steps):
@@ -39,10 +49,10 @@ def measure(variant, size, batch_size, warmup, steps):
 
     from keras_sign.models import shufflenetv2
 
-    if variant == "slice":
-        shufflenetv2.channel_half = lambda x, half, name: shufflenetv2.ChannelHalf(half, name=name)(x)
-    elif variant == "crop2d":
-        shufflenetv2.channel_half = _crop2d_half
+    halves = {"crop3d": _crop3d_half, "crop2d": _crop2d_half,
+              "slice": lambda x, half: shufflenetv2.ChannelHalf(half)(x)}.get(variant)
+    if halves:
+        shufflenetv2.channel_halves = lambda x: (halves(x, 0), halves(x, 1))
     elif variant == "no-shuffle":
         shufflenetv2.channel_shuffle = lambda x, groups, name: x
     from keras_sign.models.registry import build_model

@@ -2,8 +2,8 @@
 
 Channel split and shuffle keep torchvision's channel order under NHWC, so
 ImageNet weights map name to name (`stage2_0_branch1_0` is `stage2.0.branch1.0`).
-Batch norm eps 1e-5, PyTorch momentum 0.1. Split and shuffle are made of Keras'
-own Reshape, Cropping3D and Permute layers, so a saved model loads in plain
+Batch norm eps 1e-5, PyTorch momentum 0.1. The split is Keras' own split op and
+the shuffle Keras' Reshape and Permute layers, so a saved model loads in plain
 Keras without keras-sign installed.
 """
 
@@ -32,13 +32,12 @@ def channel_shuffle(x, groups, name):
     return layers.Reshape((height, width, channels), name=name)(x)
 
 
-def channel_half(x, half, name):
-    """One half of the channels, as `x.chunk(2, dim=1)` gives in PyTorch (`half` 0 or 1): the channels
-    viewed as two halves on a third spatial axis, of which Cropping3D keeps one."""
-    height, width, channels = x.shape[1:]
-    x = layers.Reshape((height, width, 2, channels // 2), name=f"{name}_halves")(x)
-    x = layers.Cropping3D(((0, 0), (0, 0), (half, 1 - half)), name=f"{name}_crop")(x)
-    return layers.Reshape((height, width, channels // 2), name=name)(x)
+def channel_halves(x):
+    """The two halves of the channels, as `x.chunk(2, dim=1)` gives in PyTorch: one split op, which a
+    functional model saves and plain Keras loads. Its gradient is one concatenation, where the crop per half
+    that earlier runs saved (Reshape + Cropping3D + Reshape; they still load) writes a zero-padded
+    full-size gradient for each half."""
+    return keras.ops.split(x, 2, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_sign")
@@ -97,8 +96,7 @@ def shuffle_unit(x, out_channels, stride, name, bn_momentum):
     """torchvision's ShuffleNetV2 `InvertedResidual`: split (or downsample both ways), concat, shuffle."""
     branch_channels = out_channels // 2
     if stride == 1:
-        kept = channel_half(x, 0, f"{name}_split0")
-        x = channel_half(x, 1, f"{name}_split1")
+        kept, x = channel_halves(x)
     else:
         # branch1: depthwise 3x3 (0) + BN (1), 1x1 conv (2) + BN (3) + ReLU (4)
         kept = _depthwise_bn(x, stride, f"{name}_branch1", 0, bn_momentum)
