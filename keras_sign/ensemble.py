@@ -238,7 +238,7 @@ def write_fold_ensembles(crossval_paths, out):
     """
     from keras_sign.crossval import write_report
     from keras_sign.evaluation import evaluate_run
-    from keras_sign.runs import FolderLock, holds_files, read_csv
+    from keras_sign.runs import FolderLock, read_csv
 
     crossvals = [Path(path) for path in crossval_paths]
     plans = [[fold["fold"] for fold in RunFolder(path).read_json("crossval.json")["folds"]] for path in crossvals]
@@ -248,12 +248,15 @@ def write_fold_ensembles(crossval_paths, out):
                                  f"{', '.join(plans[0])}); ensemble crossvals of one data folder and --folds.")
     out = Path(out)
     check_writable(out)
-    if out.is_dir() and holds_files(out) and not any((out / fold / "run.json").is_file() for fold in plans[0]):
+    ours = {*plans[0], "crossval.json", "crossval.md", "confusion_matrix.csv", "confusion_matrix.png"}
+    if out.is_dir() and any(p.name not in ours and not p.name.startswith(".") for p in out.iterdir()):
         raise KerasSignError(f"{out} already exists and holds other files; choose a new --out folder.")
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out, "Ensemble crossval folder"):
         runs = []
         for fold in plans[0]:
+            for stale in out.glob(f".{fold}.partial-*"):  # a build killed before it finished; the lock says none runs
+                shutil.rmtree(stale)
             members = [(path / fold).resolve() for path in crossvals]
             tests = [(RunFolder(m).read_json("run.json")["data_root"],
                       [row["path"] for row in read_csv(m / "split.csv") if row["split"] == "test"]) for m in members]

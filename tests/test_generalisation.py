@@ -253,6 +253,10 @@ def test_crossvals_make_one_ensemble_per_fold_scored_on_its_held_out_signer(thre
     built = (ensembles / "signer-bob" / "model.keras").stat().st_mtime_ns
     assert run_cli("ensemble", *crossvals, "--out", ensembles).returncode == 0  # finished folds are kept
     assert (ensembles / "signer-bob" / "model.keras").stat().st_mtime_ns == built
+    shutil.rmtree(ensembles / "signer-cy")  # as a build killed mid-way leaves it: a staging folder, no fold
+    (ensembles / ".signer-cy.partial-1").mkdir()
+    assert run_cli("ensemble", *crossvals, "--out", ensembles).returncode == 0
+    assert (ensembles / "signer-cy" / "metrics.json").is_file() and not list(ensembles.glob(".*partial*"))
 
     other = run_cli("crossval", *common, "--folds", "2", "--out", tmp_path / "stratified")
     assert other.returncode == 0, other.stderr[-2000:]
