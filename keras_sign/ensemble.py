@@ -150,7 +150,7 @@ def agreed_split(members):
 
 def run_record(members, size, split):
     """The ensemble's run.json: what evaluate, calibrate, export and compare read of a run."""
-    run, info, _ = members[0]
+    info = members[0][1]
     return {
         "status": "finished",
         "arch": "ensemble",

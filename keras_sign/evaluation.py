@@ -52,11 +52,13 @@ def penultimate_model(model, arch):
 
     from keras_sign.models.registry import get_spec
 
-    if model not in _PENULTIMATE and arch == "ensemble":
+    if model in _PENULTIMATE:
+        return _PENULTIMATE[model]
+    if arch == "ensemble":
         from keras_sign.ensemble import features_and_probabilities
 
         _PENULTIMATE[model] = features_and_probabilities(model)
-    if model not in _PENULTIMATE:
+    else:
         _PENULTIMATE[model] = keras.Model(model.input,
                                           [model.get_layer(get_spec(arch).embedding_layer).output, model.output])
     return _PENULTIMATE[model]
