@@ -65,12 +65,29 @@ def _labels_beside(path):
     return [line.strip() for line in labels.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _check_same_classes(first, first_source, second, second_source):
+    """Refuse two lists of class names for one model that disagree: which one is right cannot be known."""
+    if second is None or list(first) == list(second):
+        return
+    if len(first) != len(second):
+        difference = f"{first_source} names {len(first)} classes, {second_source} {len(second)}"
+    else:
+        line = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+        difference = f"class {line + 1} is '{first[line]}' in {first_source} but '{second[line]}' in {second_source}"
+    raise KerasSignError(f"The class names beside the model disagree ({difference}); restore the files that came "
+                         "with the model, or export it again.")
+
+
 def _description(path):
     """Class names, input size, centre crop and calibration (or None) for a model file, from whatever lies
-    beside it."""
-    folder = Path(path).parent  # a bundle's model.json, a run's run.json, or a labels.txt sits beside the model
+    beside it. Two sources of class names (model.json and labels.txt, a .tflite's metadata and labels.txt)
+    must agree."""
+    path = Path(path)
+    folder = path.parent  # a bundle's model.json, a run's run.json, or a labels.txt sits beside the model
+    labels = _labels_beside(path)
     if (folder / "model.json").is_file():  # an export bundle
         record = _read_json(folder / "model.json")
+        _check_same_classes(record["classes"], folder / "model.json", labels, folder / "labels.txt")
         preprocessing = record.get("preprocessing", {})
         center_crop = preprocessing.get("center_crop", "central square" in preprocessing.get("resize", ""))
         return record["classes"], preprocessing.get("image_size"), bool(center_crop), record.get("calibration")
@@ -79,11 +96,13 @@ def _description(path):
         calibration = _read_json(folder / CALIBRATION_FILE) if (folder / CALIBRATION_FILE).is_file() else None
         return (_read_json(folder / "classes.json"), info.get("image_size"), bool(info.get("center_crop", False)),
                 calibration)
-    labels = _labels_beside(path)
-    if labels is None and Path(path).suffix == ".tflite":  # a .tflite that carries its labels as metadata
+    if path.suffix == ".tflite":  # a .tflite that carries its labels as metadata
         from keras_sign.tflite_metadata import read_metadata
 
-        labels = (read_metadata(Path(path).read_bytes()) or {}).get("labels")
+        embedded = (read_metadata(path.read_bytes()) or {}).get("labels")
+        if embedded is not None:
+            _check_same_classes(embedded, f"{path.name}'s metadata", labels, folder / "labels.txt")
+            labels = embedded
     return labels, None, False, None
 
 
@@ -99,8 +118,8 @@ def load_classifier(path, threads=None):
     if path.is_dir() and (path / "run.json").is_file() and not (path / "model.keras").is_file():
         raise KerasSignError(f"{path} has not finished training (no model.keras); resume it with `keras-sign train --resume`.")
     file = model_file(path)
+    model = load_model_file(file, threads)  # first: a damaged file is named before its metadata is read
     class_names, image_size, center_crop, calibration = _description(file)
-    model = load_model_file(file, threads)
     height, width = model.input_shape[:2]
     if image_size is None:
         image_size = height

@@ -14,6 +14,8 @@
 
 import errno
 import logging
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +35,21 @@ from keras_sign.spelling import DecoderSettings
 from keras_sign.verification import DEFAULT_MIN_AGREEMENT
 
 SKIPPED_EXIT = 3  # `predict`: some inputs could not be read (the rest were predicted)
+
+
+class _FiniteFloat(click.ParamType):
+    """A float option that refuses nan and inf: `--fps nan` would otherwise pass every `>` check unnoticed."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; give a number such as 0.5.", param, ctx)
+        return number
+
+
+FINITE_FLOAT = _FiniteFloat()
 
 
 # What the machine, not the program, can get wrong while writing: said in one line, not a traceback.
@@ -107,7 +124,7 @@ TRAIN_OPTIONS = [
     click.option("--fold", help="Test on fold i of a stratified k-fold, as i/k (--split stratified), e.g. 2/5."),
     click.option("--epochs", type=int),
     click.option("--batch-size", type=int),
-    click.option("--lr", type=float, help="Adam learning rate."),
+    click.option("--lr", type=FINITE_FLOAT, help="Adam learning rate."),
     click.option("--image-size", type=int, help="Side of the square model input in pixels (>= 32)."),
     click.option("--center-crop/--no-center-crop", default=None,
                   help="Resize the shorter side to size/0.875 and cut the centre (default: resize the whole image)."),
@@ -121,16 +138,16 @@ TRAIN_OPTIONS = [
     click.option("--mix", type=click.Choice(MIX_METHODS),
                  help="Blend pairs of training images and their labels: mixup (whole images) or cutmix (a pasted "
                       "rectangle); none by default."),
-    click.option("--mix-alpha", type=float, help="Beta(alpha, alpha) of the blend's share (default 0.2 for mixup, "
+    click.option("--mix-alpha", type=FINITE_FLOAT, help="Beta(alpha, alpha) of the blend's share (default 0.2 for mixup, "
                  "1.0 for cutmix)."),
     click.option("--weights", help="Starting weights: none (default), imagenet (torchvision's), imagenet-keras (keras.applications' "
                   "MobileNetV3Small), or a .pth/.safetensors/.h5/.weights.h5 file."),
     click.option("--init-from", help="Start from the model of another run folder (same architecture)."),
     click.option("--freeze-backbone", type=int, help="Train only the head for N epochs, then unfreeze everything."),
-    click.option("--finetune-lr", type=float, help="Learning rate after unfreezing (default: --lr / 10)."),
+    click.option("--finetune-lr", type=FINITE_FLOAT, help="Learning rate after unfreezing (default: --lr / 10)."),
     click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="adam (default, as the study) or adamw."),
-    click.option("--weight-decay", type=float, help="Decoupled weight decay (default 0 for adam, 0.01 for adamw)."),
-    click.option("--label-smoothing", type=float, help="Label smoothing of the cross-entropy (default 0)."),
+    click.option("--weight-decay", type=FINITE_FLOAT, help="Decoupled weight decay (default 0 for adam, 0.01 for adamw)."),
+    click.option("--label-smoothing", type=FINITE_FLOAT, help="Label smoothing of the cross-entropy (default 0)."),
     click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
     click.option("--warmup-epochs", type=int, help="Linear learning-rate warm-up before the schedule (default 0)."),
     click.option("--patience", type=int, help="Stop after N epochs without a better validation accuracy."),
@@ -178,7 +195,14 @@ def train(config_path, resume, **flags):
             raise KerasSignError(f"{resume} has no config.yaml; pass a run folder written by `keras-sign train`.")
         flags["out"] = resume
     config = load_config(config_path, flags)
+    if resume and config.smoke and flags.get("epochs") not in (None, config.epochs):
+        raise KerasSignError(f"{resume} is a --smoke run, and smoke trains {config.epochs} epoch(s) whatever --epochs "
+                             f"says; to train longer, start a new run without --smoke (--init-from {resume} keeps "
+                             "its weights).")
+    recorded = resume and flags.get("backend") is None and "KERAS_BACKEND" not in os.environ
     backend, reason = select_backend(config.backend, config.deterministic)
+    if recorded:
+        reason = "the backend the run was trained with (its config.yaml)"
     config.backend = backend
     from keras_sign.training import train as run_training
 
@@ -215,7 +239,7 @@ def _sweep_options(command):
     """train's options, with every numeric one taking text: a value, a list (1e-2,1e-3) or a range (1e-5:1e-2:log)."""
     command = _train_options(command)
     for param in command.__click_params__:
-        if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
+        if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType, _FiniteFloat)):
             param.type = click.STRING
             param.help = f"{param.help or ''} Sweep: a list 1,2 or a range LOW:HIGH[:log].".strip()
         elif param.name == "out":
@@ -290,7 +314,7 @@ def evaluate(run, data_dir, name, class_map, tsne_points, tta, backend):
 
 @cli.command()
 @click.argument("run", type=click.Path())
-@click.option("--max-false-accept", type=float, default=0.05, show_default=True,
+@click.option("--max-false-accept", type=FINITE_FLOAT, default=0.05, show_default=True,
               help="Share of wrong answers allowed among those given, on validation; below the threshold: unsure.")
 @_backend_option
 def calibrate(run, max_false_accept, backend):
@@ -352,20 +376,20 @@ def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, 
 @click.argument("model", type=click.Path())
 @click.argument("source", required=False)
 @click.option("--camera", type=click.IntRange(min=0), help="Read camera N live instead of SOURCE (Ctrl-C stops).")
-@click.option("--fps", type=float, help="Frame rate of a folder of frames (default 30), or to override a video's.")
+@click.option("--fps", type=FINITE_FLOAT, help="Frame rate of a folder of frames (default 30), or to override a video's.")
 @click.option("--crop", default="full", show_default=True,
               help="What the model sees: full, center (the centred square) or x,y,w,h in pixels.")
-@click.option("--hold", type=float, default=DecoderSettings.hold, show_default=True,
+@click.option("--hold", type=FINITE_FLOAT, default=DecoderSettings.hold, show_default=True,
               help="Seconds a sign must be held to be typed.")
-@click.option("--min-confidence", type=float, default=DecoderSettings.min_confidence, show_default=True)
-@click.option("--min-margin", type=float, default=DecoderSettings.min_margin, show_default=True,
+@click.option("--min-confidence", type=FINITE_FLOAT, default=DecoderSettings.min_confidence, show_default=True)
+@click.option("--min-margin", type=FINITE_FLOAT, default=DecoderSettings.min_margin, show_default=True,
               help="Lead of the top class over the second.")
-@click.option("--repeat-after", type=float, help="Seconds of further holding that type the sign again.")
-@click.option("--word-gap", type=float, help="Seconds of idle hand that end a word with a space (default: 0.5 for a "
+@click.option("--repeat-after", type=FINITE_FLOAT, help="Seconds of further holding that type the sign again.")
+@click.option("--word-gap", type=FINITE_FLOAT, help="Seconds of idle hand that end a word with a space (default: 0.5 for a "
               "model without a space class, else off; 0 turns it off).")
-@click.option("--smoothing", type=float, default=DecoderSettings.smoothing, show_default=True,
+@click.option("--smoothing", type=FINITE_FLOAT, default=DecoderSettings.smoothing, show_default=True,
               help="Time constant (s) of the probability smoothing; 0 turns it off.")
-@click.option("--unsure-below", type=float, help="A frame less sure than this is no sign (default: the run's reject "
+@click.option("--unsure-below", type=FINITE_FLOAT, help="A frame less sure than this is no sign (default: the run's reject "
               "threshold from calibration.json or model.json, else 0; 0 turns it off).")
 @click.option("--reference", help="The text that is spelled: print the character error rate and the alignment.")
 @click.option("--events", "events_path", type=click.Path(dir_okay=False), help="Write one JSON line per typed symbol.")
@@ -556,7 +580,7 @@ def demo(model, host, port, crop, ssl_certfile, ssl_keyfile, threads, backend):
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--data-dir", help="Take the photos from this folder of class folders instead.")
 @click.option("--out", required=True, help="New folder for the frames, clip.mp4, reference.txt and timing.csv.")
-@click.option("--fps", type=float, default=15.0, show_default=True)
+@click.option("--fps", type=FINITE_FLOAT, default=15.0, show_default=True)
 @click.option("--size", type=int, default=160, show_default=True, help="Side of the square frames in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the photos, hold times and drift.")
 def data_clip(text, run, split, data_dir, out, fps, size, seed):
@@ -612,7 +636,7 @@ def reproduce(configs, out, smoke, backend):
               help="Input and output type of a full-integer model.")
 @click.option("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES, show_default=True,
               help="Training images (a seeded sample) that calibrate an int8 model.")
-@click.option("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, show_default=True,
+@click.option("--min-agreement", type=FINITE_FLOAT, default=DEFAULT_MIN_AGREEMENT, show_default=True,
               help="Lowest top-1 agreement with Keras that a quantized model needs to pass verification.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the calibration sample.")
 @click.option("--out", default=DEFAULT_OUT, show_default=True, help="Folder that receives the bundle folder.")
@@ -669,8 +693,6 @@ def ensemble(runs, out, backend):
 @_backend_option
 def benchmark(models, threads, runs, backend):
     """Latency (batch 1) and throughput (batch 32) of .keras/.tflite/.onnx files, run folders or export bundles."""
-    import os
-
     select_backend(backend or "auto")
     from keras_sign.benchmark import benchmark_models, benchmark_table
 

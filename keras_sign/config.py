@@ -5,12 +5,16 @@ then command-line flags. The resolved config is written to every run folder.
 """
 
 import dataclasses
+import logging
+import math
 import typing
 from pathlib import Path
 
 import yaml
 
 from keras_sign.errors import KerasSignError
+
+log = logging.getLogger("keras_sign")
 
 SPLIT_METHODS = ("auto", "stratified", "signer")
 OPTIMIZERS = ("adam", "adamw")
@@ -147,6 +151,8 @@ def _coerce(name, value, field_type):
         raise KerasSignError(f"'{name}' must be {kind} (got {value!r}).") from None
     if wanted is int and isinstance(value, float) and value != converted:
         raise KerasSignError(f"'{name}' must be a whole number (got {value!r}).")
+    if wanted is float and not math.isfinite(converted):  # nan passes every `>` check unnoticed
+        raise KerasSignError(f"'{name}' must be a finite number (got {value!r}).")
     return converted
 
 
@@ -203,10 +209,21 @@ def load_config(path=None, overrides=None):
     if unknown:
         raise KerasSignError(f"Unknown config key(s) {', '.join(unknown)}; known keys are {', '.join(fields)}.")
     typed = {name: _coerce(name, value, fields[name].type) for name, value in values.items()}
-    if typed.get("smoke"):
-        typed.update(SMOKE, freeze_backbone=min(typed.get("freeze_backbone", 0), 1))
-        typed["epochs"] += typed["freeze_backbone"]  # head-only and full training, one epoch each
-    return TrainConfig(**typed).validate()
+    config = TrainConfig(**typed).validate()  # the values given, before smoke shrinks them
+    return shrink_for_smoke(config) if config.smoke else config
+
+
+def shrink_for_smoke(config):
+    """`config` shrunk to a seconds-long check (`SMOKE`), saying what that changes; values given on the
+    command line or in a file are validated first (by `load_config`), then shrunk like the defaults."""
+    freeze = min(config.freeze_backbone, 1)
+    shrunk = dataclasses.replace(config, **SMOKE, freeze_backbone=freeze)
+    shrunk.epochs += freeze  # head-only and full training, one epoch each
+    changes = [f"{field.name} {getattr(config, field.name)} -> {getattr(shrunk, field.name)}"
+               for field in dataclasses.fields(TrainConfig) if getattr(config, field.name) != getattr(shrunk, field.name)]
+    if changes:
+        log.info("--smoke: %s.", ", ".join(changes))
+    return shrunk.validate()
 
 
 def config_to_yaml(config):

@@ -10,6 +10,7 @@ kept, an interrupted one resumes from its checkpoint. OUT/crossval.json and cros
 per-fold and mean +- std accuracy and macro F1; confusion_matrix.csv/.png pool every fold's test images.
 """
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -42,7 +43,25 @@ def fold_plan(config, folds):
     if not str(folds).isdigit() or int(folds) < 2:
         raise KerasSignError(f"--folds must be 'signer' or a number of folds >= 2 (got '{folds}').")
     count = int(folds)
+    check_every_fold_tests(config, count)
     return [(f"fold-{i}-of-{count}", {"split": "stratified", "fold": f"{i}/{count}"}) for i in range(1, count + 1)]
+
+
+def check_every_fold_tests(config, count):
+    """Refuse, before any training, a number of stratified folds that leaves a fold without test images."""
+    from keras_sign.data.catalog import scan_dataset
+    from keras_sign.data.split import split_stratified_fold
+
+    table = scan_dataset(config.dataset, config.data_dir, config.classes, config.cache_dir)
+    if config.limit_per_class:
+        table = table.limited(config.limit_per_class)
+    empty = [fold for fold in range(1, count + 1)
+             if "test" not in split_stratified_fold(table.labels, fold, count, config.val_fraction, config.seed)]
+    if empty:
+        largest = max(collections.Counter(table.labels).values())
+        limit = f" (at most {config.limit_per_class} per class with --limit-per-class)" if config.limit_per_class else ""
+        raise KerasSignError(f"--folds {count} leaves {len(empty)} fold(s) without test images: the largest class of "
+                             f"{table.root} has {largest} images{limit}; use --folds {largest} or fewer.")
 
 
 def pooled_confusion(runs):
@@ -121,6 +140,7 @@ def write_report(out, head, names, runs):
 
 def crossval(config, folds, backend, reason):
     """Train and evaluate every fold into `config.out`; return the summary dict (also in crossval.json)."""
+    from keras_sign.evaluation import evaluate_run
     from keras_sign.runs import check_writable
     from keras_sign.training import train_or_resume
 
@@ -139,6 +159,8 @@ def crossval(config, folds, backend, reason):
             log.info("crossval fold %d of %d: %s", number, len(plan), name)
             fold_config = dataclasses.replace(config, out=str(out / name), **changes).validate()
             runs.append(train_or_resume(fold_config, backend, reason))
+            if not (runs[-1] / "metrics.json").is_file():  # a fold finished by an older version, never evaluated
+                evaluate_run(runs[-1], batch_size=fold_config.batch_size)
             log.info("fold %s: test accuracy %.3f on %d images", name, *_scores(runs[-1]))
         summary = write_report(out, {"folds_by": "signer" if str(folds) == "signer" else f"stratified {folds}-fold",
                                      "arch": config.arch}, [name for name, _ in plan], runs)

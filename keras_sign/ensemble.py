@@ -25,6 +25,8 @@ Given `crossval` folders, `keras-sign ensemble` builds one ensemble per fold and
 held-out signer: the leave-one-signer-out figure of the ensemble, in crossval's own report.
 """
 
+import contextlib
+import glob
 import hashlib
 import logging
 import os
@@ -35,7 +37,8 @@ from pathlib import Path
 from keras_sign import __version__
 from keras_sign.errors import KerasSignError
 from keras_sign.export import preprocessing_record
-from keras_sign.runs import RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
+from keras_sign.runs import (FolderLock, RunFolder, atomic_write_csv, atomic_write_json, atomic_write_text,
+                             check_writable)
 
 log = logging.getLogger("keras_sign")
 
@@ -44,12 +47,17 @@ def _members(run_paths):
     """`(RunFolder, run.json, classes)` of each run, checked to agree on classes and preprocessing."""
     if len(run_paths) < 2:
         raise KerasSignError("An ensemble needs two run folders or more; pass them all to `keras-sign ensemble`.")
-    members = []
+    members, seen = [], {}
     for path in run_paths:
         run = RunFolder.open(path)
         info = run.read_json("run.json")
         if info["arch"] == "ensemble":
             raise KerasSignError(f"{path} is an ensemble; pass its members' run folders (its run.json lists them).")
+        for key in (run.path.resolve(), model_sha256(run)):  # the same folder twice, or a copy of one
+            if key in seen:
+                raise KerasSignError(f"{path} and {seen[key]} are the same model ({'folder' if isinstance(key, Path) else 'weights'}); "
+                                     "an ensemble of a model with itself is that model: pass different runs.")
+            seen[key] = path
         members.append((run, info, run.read_json("classes.json")))
     first, first_info, first_classes = members[0]
     for run, info, classes in members[1:]:
@@ -60,6 +68,11 @@ def _members(run_paths):
             raise KerasSignError(f"{run.path} and {first.path} differ in --center-crop; ensemble runs that "
                                  "resize their photos the same way.")
     return members
+
+
+def model_sha256(run):
+    """The SHA-256 of a run's model.keras: what ties an ensemble (or an export) to the exact model it holds."""
+    return hashlib.sha256(run.file("model.keras").read_bytes()).hexdigest()
 
 
 def resize_matrix(size_in, size_out):
@@ -162,7 +175,7 @@ def run_record(members, size, split):
         "normalization": {"source": "each member's own, inside the model"},
         "members": [{"run": str(member.path.resolve()), "arch": member_info["arch"],
                      "image_size": member_info["image_size"],
-                     "model_keras_sha256": hashlib.sha256(member.file("model.keras").read_bytes()).hexdigest()}
+                     "model_keras_sha256": model_sha256(member)}
                     for member, member_info, _ in members],
         "keras_sign": __version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -177,6 +190,7 @@ def write_ensemble(run_paths, out):
     """
     from keras_sign.calibration import MIN_CALIBRATION_IMAGES, calibrate_run
 
+    held = contextlib.ExitStack()
     out = Path(out)
     if out.exists():
         raise KerasSignError(f"{out} already exists; choose a new --out folder.")
@@ -186,9 +200,11 @@ def write_ensemble(run_paths, out):
     split = agreed_split(members)
     info = run_record(members, ensemble.input_shape[1], split)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_staging(out)
     staging = RunFolder(out.parent / f".{out.name}.partial-{os.getpid()}")
     try:
         staging.path.mkdir()
+        held.enter_context(FolderLock(staging.path, "Ensemble folder"))  # a rerun tells a dead build from a live one
         ensemble.save(staging.file("model.keras"))
         staging.write_json("classes.json", class_names)
         staging.write_json("run.json", info)
@@ -221,9 +237,25 @@ def write_ensemble(run_paths, out):
         atomic_write_json(staging.file("model.json"), record)
         staging.path.rename(out)
     finally:
+        held.close()
         if staging.path.exists():
             shutil.rmtree(staging.path)
     return record
+
+
+def remove_dead_staging(out):
+    """Remove the staging folders of builds of `out` that were killed (kill -9 leaves them): their lock is free.
+    A build still running holds its staging folder's lock, and keeps it."""
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):
+        try:
+            with FolderLock(stale, "Ensemble folder"):
+                pass
+        except KerasSignError:
+            continue  # another build of the same --out, still at work
+        except OSError:
+            continue  # not a folder we can lock: leave it alone
+        log.info("Removing %s, left by an ensemble build that was stopped.", stale)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def is_crossval(path):
@@ -238,7 +270,7 @@ def write_fold_ensembles(crossval_paths, out):
     """
     from keras_sign.crossval import write_report
     from keras_sign.evaluation import evaluate_run
-    from keras_sign.runs import FolderLock, read_csv
+    from keras_sign.runs import read_csv
 
     crossvals = [Path(path) for path in crossval_paths]
     plans = [[fold["fold"] for fold in RunFolder(path).read_json("crossval.json")["folds"]] for path in crossvals]
@@ -255,8 +287,6 @@ def write_fold_ensembles(crossval_paths, out):
     with FolderLock(out, "Ensemble crossval folder"):
         runs = []
         for fold in plans[0]:
-            for stale in out.glob(f".{fold}.partial-*"):  # a build killed before it finished; the lock says none runs
-                shutil.rmtree(stale)
             members = [(path / fold).resolve() for path in crossvals]
             tests = [(RunFolder(m).read_json("run.json")["data_root"],
                       [row["path"] for row in read_csv(m / "split.csv") if row["split"] == "test"]) for m in members]

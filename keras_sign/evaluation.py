@@ -159,7 +159,7 @@ def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
     score: the test split, or the class folders of `data_dir` mapped onto the model's classes
     (`keras_sign.class_map`; `class_map` is a YAML file for what names alone do not match)."""
     from keras_sign.class_map import map_classes, read_class_map
-    from keras_sign.data.scan import scan_folder
+    from keras_sign.data.scan import scan_folder, summarised
 
     index = {name: i for i, name in enumerate(class_names)}
     if data_dir is None:
@@ -175,7 +175,7 @@ def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
     mapped, left_out = map_classes(table.class_names, class_names, read_class_map(class_map) if class_map else None)
     if left_out:
         log.warning("Left out %d class folder(s) of %s that are not classes of the model: %s.", len(left_out),
-                    data_dir, ", ".join(left_out))
+                    data_dir, summarised(left_out, "metrics.json lists them all"))
     records = [r for r in table.records if r.label in mapped]
     return (table.root, [str(r.path) for r in records], [index[mapped[r.label]] for r in records],
             [r.orientation for r in records], str(Path(data_dir).resolve()), left_out)

@@ -49,6 +49,7 @@ DEFAULT_CALIBRATION_IMAGES = 100  # measured: all 320 training images of the sam
 SELECTION_IMAGES = 500  # most images an int8 recipe is chosen on
 EXTRA_VERIFICATION_BELOW = 200  # a test split smaller than this is joined by other held-back images
 EXTRA_VERIFICATION_IMAGES = 500
+FEW_VERIFICATION_IMAGES = 20  # fewer held-back images than this (one flip: 5 points): the int8 model's own join them
 VERIFY_BATCH = 32
 QUANTIZATION_MEANING = {
     "none": "float32 weights and activations",
@@ -260,6 +261,14 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
                                     info)}
         if len(test.paths) < EXTRA_VERIFICATION_BELOW and pools["extra"]:
             sets["held-back train/val"] = decode_rows(pools["extra"][:EXTRA_VERIFICATION_IMAGES], info)
+        held_back = sum(len(labels) for _, labels in sets.values())
+        if held_back < FEW_VERIFICATION_IMAGES and pools["calibration"]:
+            # A run this small gave every other image to the int8 calibration and recipe choice: checking on those
+            # too says more than a handful of photos would, though less than unseen ones.
+            log.warning("Only %d held-back image(s) to verify on; the %d calibration and selection images join them "
+                        "(the int8 model was made on those: agreement there is an optimistic figure).", held_back,
+                        len(pools["calibration"]) + len(pools["selection"]))
+            sets["int8 calibration + selection"] = decode_rows(pools["calibration"] + pools["selection"], info)
         log.info("Verifying against Keras on %s.", " and ".join(f"{len(labels)} {name} images"
                                                                  for name, (_, labels) in sets.items()))
         results = {name: (*_predict(model, exported, images), labels) for name, (images, labels) in sets.items()}

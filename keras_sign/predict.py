@@ -42,8 +42,9 @@ def expand_inputs(inputs):
         else:
             found = []
         if not found:
-            problems.append((str(argument), "no such file or folder" if not glob.has_magic(str(argument))
-                             else "the pattern matches no file"))
+            problems.append((str(argument), "the folder holds no files" if path.is_dir()
+                             else "the pattern matches no file" if glob.has_magic(str(argument))
+                             else "no such file or folder"))
         for file in found:
             if file not in seen:
                 seen.add(file)

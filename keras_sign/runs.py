@@ -138,21 +138,53 @@ class FolderLock:
             os.close(handle)
             if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            raise KerasSignError(
-                f"{self.what} {self.folder} is being written by another process ({holder or 'starting'}); "
-                "wait for it to finish or stop it, then run this again."
-            ) from None
+            raise _being_written(self.what, self.folder, holder) from None
         os.ftruncate(handle, 0)
         os.pwrite(handle, f"PID {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
                   .encode(), 0)
         self.handle = handle
+        _HELD_HERE.add(self.folder.resolve())
         return self
 
     def __exit__(self, *exc_info):
+        _HELD_HERE.discard(self.folder.resolve())
         os.ftruncate(self.handle, 0)
         fcntl.flock(self.handle, fcntl.LOCK_UN)
         os.close(self.handle)
         self.handle = None
+
+
+_HELD_HERE = set()  # resolved folders whose FolderLock this process holds
+
+
+def _being_written(what, folder, holder):
+    return KerasSignError(f"{what} {folder} is being written by another process ({holder or 'starting'}); "
+                          "wait for it to finish or stop it, then run this again.")
+
+
+def check_not_being_written(folder, what="Run folder"):
+    """Refuse to read `folder` while another process holds its `FolderLock`: a run being trained (or
+    resumed) would hand its readers the model.keras it is about to replace.
+
+    A shared flock, taken and given back at once, is refused exactly while a writer holds the
+    exclusive one; this process's own locks (training evaluates its own run) do not count.
+    """
+    folder = Path(folder)
+    if folder.resolve() in _HELD_HERE:
+        return
+    try:
+        handle = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # never locked, or a folder this user may only read: nobody writes it now
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError as error:
+        if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        raise _being_written(what, folder, os.pread(handle, 1000, 0).decode("utf-8", "replace").strip()) from None
+    finally:
+        os.close(handle)
 
 
 def holds_files(folder):
@@ -234,13 +266,15 @@ class RunFolder:
 
     @classmethod
     def open(cls, path):
-        """An existing run folder with a trained model, or a clear error."""
+        """An existing run folder with a trained model, or a clear error; refused while another process
+        writes it (`check_not_being_written`)."""
         run = cls(path)
         if not (run.path / "model.keras").is_file() or not (run.path / "run.json").is_file():
             raise KerasSignError(
                 f"{path} is not a finished run folder (no model.keras or run.json); pass a folder written by "
                 "`keras-sign train`."
             )
+        check_not_being_written(run.path)
         return run
 
     def file(self, name):
@@ -309,6 +343,7 @@ class RunFolder:
         available_models()  # imports every architecture, registering its custom layers for loading
         path = self.file(name)
         check_model_file(path)
+        check_not_being_written(self.path)
         # Not compiled by default: a model trained under JAX records jit_compile=True, which under the
         # torch backend would mean torch.compile; prediction and weight copying need no compiled state.
         try:

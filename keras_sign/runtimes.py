@@ -8,6 +8,8 @@ float32 class probabilities `(n, classes)`; quantized inputs and outputs are con
 scale and zero point stored in the file, as an app would.
 """
 
+import contextlib
+import hashlib
 import importlib
 import json
 from pathlib import Path
@@ -25,6 +27,33 @@ def import_export_dependency(module):
         return importlib.import_module(module)
     except ImportError:
         raise KerasSignError(f"{module.split('.')[0]} is not installed; run `{EXPORT_EXTRA}`.") from None
+
+
+@contextlib.contextmanager
+def _not_a_model(path, kind):
+    """A runtime's refusal of a damaged or foreign file ("not a valid Flatbuffer buffer", an ONNX protobuf
+    error) as one line naming the file."""
+    try:
+        yield
+    except Exception as error:  # each runtime raises its own types (ValueError, onnxruntime's Fail, ...)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise KerasSignError(f"{path} is not a valid {kind} model ({reason}); export the model again or restore "
+                             "the file.") from None
+
+
+def check_recorded_digest(path):
+    """Refuse a model file whose SHA-256 differs from the one its bundle's model.json records: it was
+    damaged or replaced after the export verified it."""
+    record_path = Path(path).with_name("model.json")
+    if not (Path(path).is_file() and record_path.is_file()):
+        return
+    try:
+        recorded = json.loads(record_path.read_text(encoding="utf-8")).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return  # an unreadable model.json is named where it is read for the classes
+    if recorded and hashlib.sha256(Path(path).read_bytes()).hexdigest() != recorded:
+        raise KerasSignError(f"{path} is not the file {record_path} describes (its SHA-256 differs: damaged or "
+                             "replaced since the export); export the model again or restore the bundle.")
 
 
 def _to_tensor_type(images, details):
@@ -53,10 +82,11 @@ class TFLiteModel:
 
     def __init__(self, path, threads=None):
         litert = import_export_dependency("ai_edge_litert.interpreter")
-        self.interpreter = litert.Interpreter(
-            model_path=str(path), num_threads=threads,
-            experimental_op_resolver_type=litert.OpResolverType.BUILTIN,  # applies the XNNPACK delegate
-        )
+        with _not_a_model(path, "TFLite"):
+            self.interpreter = litert.Interpreter(
+                model_path=str(path), num_threads=threads,
+                experimental_op_resolver_type=litert.OpResolverType.BUILTIN,  # applies the XNNPACK delegate
+            )
         self.input_details = self.interpreter.get_input_details()[0]
         self.output_details = self.interpreter.get_output_details()[0]
         self.input_name = self.input_details["name"]
@@ -84,7 +114,8 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        with _not_a_model(path, "ONNX"):
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_shape = tuple(model_input.shape[1:])
@@ -103,7 +134,8 @@ class SavedModel:
         import tensorflow as tf
 
         self.tf = tf
-        self.saved_model = tf.saved_model.load(str(path))  # the endpoint needs its object alive
+        with _not_a_model(path, "SavedModel"):
+            self.saved_model = tf.saved_model.load(str(path))  # the endpoint needs its object alive
         self.serve = self.saved_model.serve
         spec = self.serve.input_signature[0]
         self.input_name = spec.name
@@ -179,4 +211,5 @@ def file_size(path):
 def load_model_file(path, threads=None):
     """A runnable model (see the module docstring) for any path `model_file` accepts."""
     path = model_file(path)
+    check_recorded_digest(path)
     return runtime_class(path)(path, threads)

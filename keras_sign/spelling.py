@@ -52,6 +52,10 @@ class DecoderSettings:
 
     def validate(self):
         """Raise `KerasSignError` naming the first value that cannot work."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None and not math.isfinite(value):  # inf passes `> 0` and never commits
+                raise KerasSignError(f"--{field.name.replace('_', '-')} must be a finite number (got {value}).")
         checks = [
             (self.hold > 0, f"--hold must be a positive number of seconds such as 0.3 (got {self.hold})."),
             (0 <= self.min_confidence <= 1, f"--min-confidence must be between 0 and 1 (got {self.min_confidence})."),

@@ -11,6 +11,7 @@ applied), its files in natural name order (frame2 before frame10) at `fps` frame
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import time
@@ -54,7 +55,7 @@ def natural_key(path):
 
 def open_source(source=None, camera=None, fps=None):
     """A `FrameSource` for a video file, a folder of frames, or camera index `camera`."""
-    if fps is not None and fps <= 0:
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
         raise KerasSignError(f"--fps must be a positive number (got {fps}).")
     if camera is not None:
         return _camera(camera)
@@ -63,7 +64,22 @@ def open_source(source=None, camera=None, fps=None):
         return _folder(path, fps or DEFAULT_FOLDER_FPS)
     if not path.is_file():
         raise KerasSignError(f"{path} does not exist; pass a video file, a folder of frames, or --camera N.")
+    if _is_photo(path):
+        raise KerasSignError(f"{path} is a photo, not a video: spelling needs a sign held over time. Use "
+                             "`keras-sign predict MODEL PHOTO` for a photo, or pass a video or a folder of frames.")
     return _video(path, fps)
+
+
+def _is_photo(path):
+    """Whether a file is a still image (OpenCV opens one as a one-frame 'video' whose frame count is
+    -2**63)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1) == 1
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def _video(path, fps):
@@ -72,7 +88,7 @@ def _video(path, fps):
     if not capture.isOpened():
         raise KerasSignError(f"{path} cannot be opened as a video (not a video, or a codec OpenCV lacks); "
                              "convert it to H.264 mp4, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`.")
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)  # some containers report -1 or less
     stated = capture.get(cv2.CAP_PROP_FPS)
     rate = fps or (stated if stated and np.isfinite(stated) and stated > 0 else None)
     if rate is None:

@@ -1,5 +1,6 @@
 """Shared fixtures: real images from ../shared/data (skipped with a reason when absent) and the sample."""
 
+import contextlib
 import fcntl
 import json
 import os
@@ -126,3 +127,19 @@ def _run_in_process(args):
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(*result.exc_info))  # as a crashed process would print it
     return subprocess.CompletedProcess(["keras-sign", *args], result.exit_code, result.stdout, stderr)
+
+
+@contextlib.contextmanager
+def locked_by_another_process(folder, what="Run folder"):
+    """`folder`'s FolderLock held by another process, as `keras-sign train` holds its run folder while it
+    trains; yields that process's PID."""
+    script = ("import sys, time; from keras_sign.runs import FolderLock; "
+              "lock = FolderLock(sys.argv[1], sys.argv[2]).__enter__(); print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(folder), what], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

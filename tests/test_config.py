@@ -44,3 +44,22 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("epochs: [1,\n")
     with pytest.raises(KerasSignError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"smoke": True, "image_size": 31}, "image_size must be at least 32 (got 31)"),
+    ({"smoke": True, "batch_size": 0}, "batch_size must be a positive integer (got 0)"),
+    ({"lr": float("nan")}, "'lr' must be a finite number"),
+    ({"mix_alpha": "inf"}, "'mix_alpha' must be a finite number"),
+])
+def test_values_given_are_checked_before_smoke_shrinks_them(overrides, message):
+    """`train --smoke --image-size 31` trained at 32 px, `--batch-size 0` at 8, without a word."""
+    with pytest.raises(KerasSignError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(overrides=overrides)
+
+
+def test_smoke_says_what_it_changes(caplog):
+    with caplog.at_level("INFO", logger="keras_sign"):
+        config = load_config(overrides={"smoke": True, "image_size": 48, "epochs": 5})
+    assert (config.image_size, config.epochs, config.batch_size, config.limit_per_class) == (32, 1, 8, 10)
+    assert "--smoke: image_size 48 -> 32" in caplog.text and "epochs 5 -> 1" in caplog.text

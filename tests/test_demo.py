@@ -142,6 +142,22 @@ def test_photo_and_video_uploads(client, tmp_path):
     assert video.status_code == 200 and video.json()["frames"] == 20, video.text
     garbage = client.post("/api/video", content=b"\x00" * 1000, headers={"x-filename": "c.mp4"})
     assert garbage.status_code == 422 and "cannot be opened as a video" in garbage.json()["error"]
+    # It named the server's temporary copy (/tmp/tmpab12/upload.mp4), not the file the user dropped.
+    assert garbage.json()["error"].startswith("c.mp4 cannot be opened") and "/tmp" not in garbage.json()["error"]
+
+
+def test_a_100_megapixel_image_is_refused_in_one_line_without_being_decoded(client):
+    """It printed Pillow's raw DecompressionBombWarning and raised the demo's memory from 828 to 1160 MB for good."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (10_000, 10_000), (90, 120, 150)).save(buffer, "PNG")  # one colour: a few hundred kB
+    answer = client.post("/api/photo", content=buffer.getvalue())
+    assert answer.status_code == 422 and "10000x10000 is 100 megapixels, over the 89-megapixel limit" in \
+        answer.json()["error"], answer.text
+    with client.websocket_connect("/ws") as socket:
+        socket.send_bytes(buffer.getvalue())
+        assert socket.receive_json()["message"].startswith("The frame is refused: 10000x10000 is 100 megapixels")
+        socket.send_bytes(jpeg(PHOTOS[0]))
+        assert socket.receive_json()["type"] == "frame"
 
 
 def test_photos_dropped_while_a_camera_streams_share_the_interpreter_safely(client):

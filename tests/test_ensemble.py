@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, copy_subset, run_cli
+from conftest import SAMPLE, copy_subset, locked_by_another_process, run_cli
 from keras_sign.classifier import load_classifier
 from keras_sign.data.pipeline import decode_and_resize
 from keras_sign.ensemble import resized
@@ -191,3 +191,46 @@ def test_ensemble_bad_input_is_one_line(two_runs, tmp_path):
     (tmp_path / "taken").mkdir()
     result = run_cli("ensemble", small, large, "--out", tmp_path / "taken")
     assert result.returncode == 1 and "already exists; choose a new --out" in result.stderr
+
+
+def test_the_same_model_twice_is_refused(two_runs, tmp_path):
+    """`ensemble runA runA` averaged a model with itself and said "ensemble of 2 models"."""
+    _, (small, large) = two_runs
+    copy = tmp_path / "copy"
+    shutil.copytree(small, copy)
+    for runs, kind in (([small, large, small], "folder"), ([small, copy], "weights")):
+        result = run_cli("ensemble", *runs, "--out", tmp_path / "ensemble")
+        assert result.returncode == 1 and f"are the same model ({kind})" in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and not (tmp_path / "ensemble").exists()
+
+
+def test_a_member_being_trained_is_not_read(two_runs, tmp_path):
+    """`ensemble runA runT` while `train --resume runT` ran took runT's old model.keras without a word; so did
+    export, evaluate, compare and predict of that run folder."""
+    data, (small, large) = two_runs
+    photo = sorted((data / "1").iterdir())[0]
+    with locked_by_another_process(large) as pid:
+        for args in (["ensemble", small, large, "--out", tmp_path / "ensemble"],
+                     ["export", large, "--out", tmp_path / "exports"], ["evaluate", large],
+                     ["compare", small, large, "--out", tmp_path / "compare"], ["predict", large, photo],
+                     ["calibrate", large]):
+            result = run_cli(*args)
+            assert result.returncode == 1, (args, result.stderr[-2000:])
+            assert f"is being written by another process (PID {pid} on " in result.stderr, (args, result.stderr)
+            assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ensemble").exists() and not (tmp_path / "exports").exists()
+    assert run_cli("predict", large, photo).returncode == 0  # readable again once the writer is gone
+
+
+def test_a_killed_build_leaves_nothing_a_rerun_keeps(two_runs, tmp_path):
+    """A `kill -9` of `keras-sign ensemble` left `.OUT.partial-PID/` (a partial model) that no rerun removed."""
+    _, (small, large) = two_runs
+    dead = tmp_path / ".ensemble.partial-999999"
+    dead.mkdir()
+    (dead / "model.keras").write_bytes(b"half a model")
+    busy = tmp_path / ".ensemble.partial-1"  # another build of the same --out, still running
+    busy.mkdir()
+    with locked_by_another_process(busy, "Ensemble folder"):
+        result = run_cli("ensemble", small, large, "--out", tmp_path / "ensemble")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".ensemble.partial-1", "ensemble"]

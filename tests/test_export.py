@@ -339,3 +339,19 @@ def test_verification_rule():
     assert not result["verified"] and result["agreement"] == pytest.approx(2 / 3)
     assert result["export_accuracy"] == 1.0
     assert not compare_predictions(reference, np.full_like(reference, np.nan), labels, quantized=False)["verified"]
+
+
+def test_int8_of_a_tiny_run_says_how_few_images_it_was_verified_on(tmp_path, caplog):
+    """`export --quantize int8` of a 2-class run "verified" on 2 photos: every other image calibrated it."""
+    from keras_sign.export import export_run
+
+    data = copy_subset(SAMPLE, tmp_path / "digits2", ["0", "1"], 8)
+    result = run_cli("train", "--data-dir", data, "--out", tmp_path / "run", "--epochs", "1", "--image-size", "32",
+                     "--batch-size", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    with caplog.at_level("WARNING", logger="keras_sign"):
+        record = export_run(tmp_path / "run", quantize="int8", out=tmp_path / "exports", min_agreement=0.5)
+    sets = record["verification"]["sets"]
+    assert sets["test"]["images"] == 2 and "held-back train/val" not in sets
+    assert sets["int8 calibration + selection"]["images"] == 14 and record["verification"]["images"] == 16
+    assert "Only 2 held-back image(s) to verify on" in caplog.text and "optimistic" in caplog.text

@@ -137,11 +137,16 @@ def test_crossval_trains_a_run_per_signer_pools_them_and_keeps_finished_folds(th
     (["--folds", "1"], "--folds must be 'signer' or a number of folds >= 2"),
     (["--test-signers", "ann"], "crossval chooses each fold's test split itself"),
     ([], "has 0 signer folder(s)"),
+    # Folds 1-3 trained, then fold 4 had no test image and ended in FileNotFoundError (metrics.json).
+    (["--folds", "5"], "--folds 5 leaves 2 fold(s) without test images: the largest class of "),
+    (["--folds", "50", "--limit-per-class", "2"], "has 2 images (at most 2 per class with --limit-per-class); use "
+                                                  "--folds 2 or fewer"),
 ])
 def test_crossval_bad_input_is_one_line(args, message, tmp_path):
     data = copy_subset(SAMPLE, tmp_path / "flat", ["0", "1"], 3)
     result = run_cli("crossval", "--data-dir", data, "--out", tmp_path / "cv", *args)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not list((tmp_path / "cv").glob("fold-*"))  # refused before any fold trained
 
 
 def _overconfident(seed=0, n=2000, classes=5):

@@ -120,3 +120,17 @@ def test_class_selection(tmp_path):
     assert scan_folder(root, classes=["0", "2"]).class_names == ["0", "2"]
     with pytest.raises(KerasSignError, match="No folder for class"):
         scan_folder(root, classes=["0", "7"])
+
+
+def test_ten_thousand_empty_class_folders_are_summarised_in_one_short_line(tmp_path, caplog):
+    """10,000 empty class folders gave one ~110 KB line listing every name."""
+    copy_subset(SAMPLE, tmp_path, ["0", "1"], 2)
+    for number in range(10_000):
+        (tmp_path / f"empty-{number:05d}").mkdir()
+    with caplog.at_level("WARNING", logger="keras_sign"):
+        table = scan_folder(tmp_path)
+    assert len(table.empty_classes) == 10_000
+    [line] = [record.getMessage() for record in caplog.records if "no usable image" in record.getMessage()]
+    assert len(line) < 300, line
+    assert line.startswith("Left out 10000 class folder(s) with no usable image: empty-00000, ")
+    assert "and 9995 more (`keras-sign data validate " in line

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import SAMPLE, copy_subset
+from conftest import SAMPLE, copy_subset, run_cli
 from keras_sign.classifier import load_classifier
 from keras_sign.cli import SKIPPED_EXIT, cli
 from keras_sign.data.clip import build_clip, clip_photos, write_y4m
@@ -86,9 +86,30 @@ def test_predict_sees_phone_photos_upright(trained, tmp_path):
 
 def test_inputs_expand_files_folders_and_globs(tmp_path):
     folder = copy_subset(SAMPLE, tmp_path / "p", ["0", "1"], 2)
-    files, problems = expand_inputs([folder, str(folder / "0" / "*.JPG"), folder / "1", "nope/*.png"])
+    (tmp_path / "empty").mkdir()
+    files, problems = expand_inputs([folder, str(folder / "0" / "*.JPG"), folder / "1", "nope/*.png", tmp_path / "empty",
+                                     tmp_path / "gone"])
     assert len(files) == 4 and len(set(files)) == 4  # repeats named once
-    assert problems == [("nope/*.png", "the pattern matches no file")]
+    # An empty folder that exists was "no such file or folder".
+    assert problems == [("nope/*.png", "the pattern matches no file"), (str(tmp_path / "empty"), "the folder holds no files"),
+                        (str(tmp_path / "gone"), "no such file or folder")]
+
+
+def test_a_100_megapixel_photo_is_skipped_by_name_without_pillows_warning(trained, tmp_path):
+    Image.new("RGB", (10_000, 10_000), (90, 120, 150)).save(tmp_path / "huge.png")
+    result = run_cli("predict", trained["bundle"], tmp_path / "huge.png", fresh=True)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "huge.png: 10000x10000 is 100 megapixels, over the 89-megapixel limit; downscale it" in result.stderr
+    assert "DecompressionBombWarning" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_photo_given_to_transcribe_is_pointed_to_predict(trained, tmp_path):
+    """`transcribe RUN one.png` reported -9223372036854775808 frames (OpenCV's count for a still image)."""
+    photo = tmp_path / "one.png"
+    Image.open(next((SAMPLE / "1").iterdir())).save(photo)
+    code, output = _invoke("transcribe", trained["bundle"], photo)
+    assert code == 1 and "is a photo, not a video" in output and "keras-sign predict MODEL PHOTO" in output, output
+    assert "-9223372036854775808" not in output and "Traceback" not in output
 
 
 def test_the_clip_holds_each_symbol_as_planned(clip):
@@ -203,6 +224,10 @@ def test_frames_of_mixed_sizes_are_each_resized(trained, tmp_path, caplog):
     (["{bundle}", "{tmp}/no-frames", "--hold", "0"], "--hold must be a positive number"),
     (["{bundle}", "{tmp}/no-frames", "--min-confidence", "2"], "--min-confidence must be between 0 and 1"),
     (["{bundle}", "{tmp}/no-frames", "--unsure-below", "-1"], "--unsure-below must be between 0 and 1"),
+    (["{bundle}", "{tmp}/one-frame", "--fps", "nan"], "'nan' is not a finite number"),
+    (["{bundle}", "{tmp}/one-frame", "--smoothing", "inf"], "'inf' is not a finite number"),
+    (["{bundle}", "{tmp}/one-frame", "--hold", "inf"], "'inf' is not a finite number"),
+    (["{bundle}", "{tmp}/one-frame", "--word-gap", "-inf"], "'-inf' is not a finite number"),
     (["{tmp}/no-frames", "{tmp}/one-frame"], "is not a model file to run"),
 ])
 def test_transcribe_bad_input_is_one_line(trained, tmp_path, args, message):

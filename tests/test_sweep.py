@@ -65,6 +65,7 @@ def test_swept_values_are_lists_or_ranges():
     (["--lr", "1e-5:1e-2:log", "--search", "tpe"], "needs --trials"),
     (["--epochs", "3"], "Nothing to sweep"),
     (["--lr", "1e-2,-1"], "lr must be a positive number"),
+    (["--lr", "1e-2,nan"], "'nan' is not a finite number"),
 ])
 def test_bad_sweep_values_get_one_line(tmp_path, flags, message):
     result = run_cli("sweep", *flags, "--out", tmp_path / "s")
@@ -109,6 +110,72 @@ def test_plans_from_yaml_lists_and_the_shipped_study_grid():
 
 
 # -- running --------------------------------------------------------------------------------------------
+
+def test_workers_are_capped_at_the_trials_left_and_warned_about(tmp_path, caplog):
+    """`sweep --workers 50` on a 2-cell grid started 50 worker processes within 2 s (about 1 GB each)."""
+    from keras_sign.sweep import worker_count
+
+    plan = make_plan({"lr": "1e-2,1e-3", "epochs": 1})
+    study = storages.create_or_load(storages.open_storage(tmp_path / storages.JOURNAL_FILE), "s", plan)
+    with caplog.at_level("INFO", logger="keras_sign"):
+        assert worker_count(50, study, plan, cores=8, available=64e9) == 2
+    assert "50 worker(s) asked for, 2 started: the sweep has 2 trial(s) left." in caplog.text
+    assert "cores" not in caplog.text and "memory" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="keras_sign"):
+        assert worker_count(2, study, plan, cores=1, available=1.5e9) == 2
+    assert "2 workers on 1 cores" in caplog.text
+    assert "2 workers need about 2 GB while they train, and 1.5 GB of memory is free" in caplog.text
+    assert "use --workers 1 or fewer" in caplog.text
+
+
+def test_a_launch_is_refused_while_workers_of_an_earlier_one_still_run(small_digits, tmp_path):
+    """`kill -9` of the launcher left its workers training, and a new launch went ahead beside them."""
+    out = tmp_path / "s"
+    out.mkdir()
+    orphan = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time; handle = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(handle, fcntl.LOCK_SH); print('held', flush=True); time.sleep(600)"), out / ".workers.lock"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert orphan.stdout.readline().strip() == "held"
+        result = run_cli("sweep", "--data-dir", small_digits, "--lr", "1e-2,1e-3", "--batch-size", "8", "--out", out)
+        assert result.returncode == 1 and "Worker processes of an earlier launch still work" in result.stderr
+        assert "Traceback" not in result.stderr and not (out / "trials").exists()
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+@pytest.mark.slow
+def test_workers_die_with_their_launcher(small_digits, tmp_path):
+    out = tmp_path / "orphans"
+    process = _cli_process("--data-dir", small_digits, *TINY[:2], "--epochs", "200", "--batch-size", "8",
+                           "--lr", "1e-2,1e-3", "--workers", "2", "--out", out)
+    started, deadline = None, time.time() + 300
+    for line in process.stdout:
+        if "Started 2 worker processes (PIDs" in line:
+            started = [int(pid) for pid in line.split("(PIDs ")[1].split(")")[0].split(", ")]
+            break
+        assert time.time() < deadline
+    assert started, "the launcher never said which workers it started"
+    runs = [out / "trials" / name / "history.csv" for name in ("lr-0.01", "lr-0.001")]
+    while not all(run.is_file() for run in runs):  # both workers are training
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in started):
+        assert time.time() < deadline, f"workers {started} outlived their launcher"
+        time.sleep(0.2)
+
+
+def _state(pid):
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
 
 @pytest.mark.slow
 def test_two_workers_run_every_cell_of_a_grid_exactly_once_and_the_report_matches(small_digits, tmp_path):

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import typing
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -31,6 +32,10 @@ log = logging.getLogger("keras_sign")
 # The formats tf.io.decode_image reads; anything else Pillow knows is reported, not guessed at.
 # MPO is the multi-picture JPEG of many cameras and phones: its first picture is an ordinary JPEG.
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}
+# Pillow's decompression-bomb limit (89.5 megapixels, about 270 MB decoded): above it an image is refused by
+# name instead of Pillow's raw warning and a decode that keeps the memory for the rest of the process.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # `size_problem` says it in one line
 EXIF_ORIENTATION = 0x0112  # 1 upright; 2-8 mirrored and/or rotated (6 and 8: a phone held upright)
 LAYOUT_CLASSES = "class"
 LAYOUT_GROUPS = "group/class"
@@ -137,6 +142,14 @@ class ImageCheck(typing.NamedTuple):
     problem: str | None
 
 
+def size_problem(width, height):
+    """Why an image of this size is refused, or None."""
+    if width * height > MAX_PIXELS:
+        return (f"{width}x{height} is {width * height / 1e6:.0f} megapixels, over the {MAX_PIXELS / 1e6:.0f}-megapixel "
+                "limit; downscale it")
+    return None
+
+
 def inspect_image(path):
     """Check one file as the pipeline will read it; return an `ImageCheck`.
 
@@ -160,6 +173,7 @@ def inspect_image(path):
                 problem = f"{image_format} is not supported; convert it to PNG or JPEG"
             elif image_format == "BMP":
                 problem = _bmp_problem(data, mode)
+            problem = size_problem(width, height) or problem
             if problem:
                 return ImageCheck(digest, width, height, mode, orientation, problem)
             # A JPEG is decoded at 1/8 scale: every byte is still read, so truncation is caught, 8x faster.
@@ -167,7 +181,9 @@ def inspect_image(path):
             image.load()
     except UnidentifiedImageError:
         return ImageCheck(digest, 0, 0, "", 1, "not an image")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:  # over twice the limit: Pillow refuses to open it at all
+        return ImageCheck(digest, 0, 0, "", 1, f"over the {MAX_PIXELS / 1e6:.0f}-megapixel limit; downscale it")
+    except (OSError, SyntaxError, ValueError) as error:
         return ImageCheck(digest, 0, 0, "", 1, f"unreadable image ({error})")
     return ImageCheck(digest, width, height, mode, orientation, None)
 
@@ -281,4 +297,12 @@ def _warn_about_left_out(table):
             len(table.skipped), len(table.skipped) + len(table.records), table.root, examples, more, table.root,
         )
     if table.empty_classes:
-        log.warning("Left out class folder(s) with no usable image: %s.", ", ".join(table.empty_classes))
+        log.warning("Left out %d class folder(s) with no usable image: %s.", len(table.empty_classes),
+                    summarised(table.empty_classes, f"`keras-sign data validate {table.root}` lists them all"))
+
+
+def summarised(names, where_the_rest_are, shown=5):
+    """`a, b, c, d, e and 9995 more (where_the_rest_are)`: a list that stays one readable line."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more ({where_the_rest_are})"

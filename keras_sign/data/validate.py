@@ -45,7 +45,7 @@ def validate_report(path, file_pattern="*"):
     lines.append(f"unreadable or unsupported: {len(table.skipped)}")
     lines += [f"  {path}: {reason}" for path, reason in table.skipped]
     if table.empty_classes:
-        lines.append("class folders with no usable image: " + ", ".join(table.empty_classes))
+        lines.append(f"class folders with no usable image ({len(table.empty_classes)}): " + ", ".join(table.empty_classes))
     if table.stray_files:
         lines.append("ignored files beside the class folders: " + ", ".join(table.stray_files))
     within, across = duplicate_groups(table.records)

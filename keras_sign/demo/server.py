@@ -60,6 +60,7 @@ class FrameModel:
         from keras_sign.transcribe import crop_box, prepare_frames
 
         started = time.perf_counter()
+        check_frame_size(data)
         try:
             frame = decode_upright(data, 1).numpy()
         except Exception:  # TensorFlow's decode error names no file and says little: say it plainly
@@ -88,6 +89,26 @@ class FrameModel:
     def top(self, probabilities, k=TOP):
         best = np.argsort(probabilities)[::-1][:k]
         return [[self.classifier.class_names[i], float(probabilities[i])] for i in best]
+
+
+def check_frame_size(data):
+    """Refuse a frame whose header claims more pixels than `scan.MAX_PIXELS` before it is decoded: a small
+    PNG of one colour can unpack to gigabytes."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from keras_sign.data.scan import size_problem
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            problem = size_problem(*image.size)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return  # not an image Pillow knows: the decoder says so
+    except Image.DecompressionBombError:
+        problem = "over twice the megapixel limit"
+    if problem:
+        raise KerasSignError(f"The frame is refused: {problem}.")
 
 
 def _settings(base, message):
@@ -192,9 +213,9 @@ def create_app(classifier, crop="center", settings=None):
     @app.post("/api/video")
     async def video(request: fastapi.Request):
         data = await read_body(request, MAX_VIDEO_BYTES, "video")
-        suffix = Path(request.headers.get("x-filename", "upload.mp4")).suffix or ".mp4"
+        name = Path(request.headers.get("x-filename", "upload.mp4")).name or "upload.mp4"
         try:
-            return await asyncio.to_thread(_transcribe_video, model, data, suffix, settings)
+            return await asyncio.to_thread(_transcribe_video, model, data, name, settings)
         except KerasSignError as error:
             return upload_error(error)
 
@@ -268,16 +289,20 @@ def _predict_photo(model, data):
     return {"top": [[p["class"], p["probability"]] for p in rows[0]["predictions"]]}
 
 
-def _transcribe_video(model, data, suffix, settings):
+def _transcribe_video(model, data, name, settings):
+    """Spell an uploaded video; errors name the file as the user knows it, not the server's temporary copy."""
     from keras_sign.transcribe import transcribe
     from keras_sign.video import open_source
 
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"upload{suffix}"
+        path = Path(folder) / f"upload{Path(name).suffix or '.mp4'}"
         path.write_bytes(data)
-        with model.lock:  # the whole video at once, like a `transcribe` run
-            transcript, _ = transcribe(model.classifier, open_source(path),
-                                       SpellingDecoder(model.classifier.class_names, settings), crop=model.crop)
+        try:
+            with model.lock:  # the whole video at once, like a `transcribe` run
+                transcript, _ = transcribe(model.classifier, open_source(path),
+                                           SpellingDecoder(model.classifier.class_names, settings), crop=model.crop)
+        except KerasSignError as error:
+            raise KerasSignError(str(error).replace(str(path), name)) from None
     return {"text": transcript.text, "frames": transcript.frames, "seconds": round(transcript.seconds, 2),
             "frames_per_second": round(transcript.frames_per_second, 1), "broken": transcript.broken,
             "events": [dataclasses.asdict(event) for event in transcript.events]}

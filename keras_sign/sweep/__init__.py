@@ -14,9 +14,11 @@ finished trials are kept and a trial whose worker died resumes from its checkpoi
 """
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,8 +33,12 @@ from keras_sign.sweep.results import progress, report
 log = logging.getLogger("keras_sign")
 
 SWEEP_FILE = "sweep.json"
+WORKERS_LOCK = ".workers.lock"  # each worker process holds it shared for its whole life
 PROGRESS_SECONDS = 10
 BAR_WIDTH = 24
+WORKER_MEMORY_BYTES = 1.2e9  # resident peak of a worker training MobileNetV3-Small at 64 px on the sample: 1.15-1.18 GB
+PARENT_ENV = "KERAS_SIGN_SWEEP_PARENT"  # the launcher's PID, given to its workers
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _read_sweep_file(sweep_dir):
@@ -94,7 +100,41 @@ def _locked(sweep_dir):
         except KerasSignError as error:
             raise KerasSignError(f"{error} To run more trials at once, start it with --workers N; from another "
                                  "machine use --storage and --join.") from None
+        check_no_workers_left(sweep_dir)
         yield
+
+
+def check_no_workers_left(sweep_dir):
+    """Refuse to launch while worker processes of an earlier launch still work the folder (its launcher was
+    killed where they could not die with it): they hold the workers' lock, shared."""
+    handle = os.open(Path(sweep_dir) / WORKERS_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise KerasSignError(f"Worker processes of an earlier launch still work {sweep_dir} (its launcher was "
+                             "stopped); wait for them to finish or stop them (`pkill -f 'sweep --worker-of'`), "
+                             "then start the sweep again.") from None
+    finally:
+        os.close(handle)
+
+
+def hold_workers_lock(sweep_dir):
+    """This worker's share of the workers' lock, held until the process ends (the OS releases it)."""
+    handle = os.open(Path(sweep_dir) / WORKERS_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    return handle
+
+
+def die_with_launcher():
+    """End this worker when its launcher ends, however it ends (kill -9 included): Linux's parent-death
+    signal; elsewhere the next launch sees the worker through the workers' lock and waits for it."""
+    parent = int(os.environ.get(PARENT_ENV, "0"))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if parent and os.getppid() != parent:  # the launcher died before the signal was asked for
+        raise SystemExit(f"the sweep's launcher (PID {parent}) is gone")
 
 
 def start(plan, sweep_dir, workers, backend, storage_url=None, study_name=None):
@@ -134,6 +174,8 @@ def work_in_folder(sweep_dir):
     from keras_sign.backend import select_backend
     from keras_sign.sweep.worker import work
 
+    die_with_launcher()
+    hold_workers_lock(sweep_dir)
     record = _read_sweep_file(sweep_dir)
     plan = SweepPlan.from_dict(record["plan"])
     storage = _open(sweep_dir, record["storage"])
@@ -167,7 +209,10 @@ def _run_workers(study, storage, plan, sweep_dir, workers, backend):
 
     started = time.time()
     log.info("%s", progress_line(study, plan, workers, started))
-    if workers == 1:  # in this process: the trial's epoch lines go straight to the terminal
+    workers = worker_count(workers, study, plan)
+    if workers == 0:
+        log.info("Every trial of the sweep is done.")
+    elif workers == 1:  # in this process: the trial's epoch lines go straight to the terminal
         backend_name, reason = select_backend(backend, plan.fixed.get("deterministic", False))
         work(study, storage, plan, sweep_dir, backend_name, reason,
              on_trial_end=lambda: (log.info("%s", progress_line(study, plan, workers, started)),
@@ -176,6 +221,37 @@ def _run_workers(study, storage, plan, sweep_dir, workers, backend):
         _supervise(study, plan, sweep_dir, workers, started)
         log.info("%s", progress_line(study, plan, workers, started))  # one worker logged it after its last trial
     return report(study, plan, sweep_dir)
+
+
+def worker_count(asked, study, plan, cores=None, available=None):
+    """The workers to start: no more than the trials left to run (each extra one would start, load TensorFlow
+    and find nothing to do), with a warning when they outnumber the cores or would outgrow the memory."""
+    done, _, _ = progress(study, plan)
+    left = max(plan.total_trials() - done, 0)  # running ones included: a dead worker's trial comes back
+    count = min(asked, left)
+    if count < asked:
+        log.info("%d worker(s) asked for, %d started: the sweep has %d trial(s) left.", asked, count, left)
+    cores = cores or os.cpu_count() or 1
+    if count > cores:
+        log.warning("%d workers on %d cores: they share the cores, so each trial takes longer; more workers than "
+                    "cores do not finish the sweep sooner.", count, cores)
+    available = available_memory() if available is None else available
+    if available and count * WORKER_MEMORY_BYTES > available:
+        log.warning("%d workers need about %.0f GB while they train, and %.1f GB of memory is free: the machine may "
+                    "run out of memory (use --workers %d or fewer).", count, count * WORKER_MEMORY_BYTES / 1e9,
+                    available / 1e9, max(int(available // WORKER_MEMORY_BYTES), 1))
+    return count
+
+
+def available_memory():
+    """Bytes of memory free for new processes (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _supervise(study, plan, sweep_dir, workers, started):
@@ -188,7 +264,10 @@ def _supervise(study, plan, sweep_dir, workers, started):
             handle = open(logs / f"worker-{number}.log", "a")
             processes.append((subprocess.Popen([sys.executable, "-m", "keras_sign.cli", "sweep", "--worker-of",
                                                 str(sweep_dir)], stdout=handle, stderr=subprocess.STDOUT,
-                                               env={**os.environ, "PYTHONUNBUFFERED": "1"}), handle, number))
+                                               env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                                    PARENT_ENV: str(os.getpid())}), handle, number))
+        log.info("Started %d worker processes (PIDs %s); their logs are in %s.", len(processes),
+                 ", ".join(str(process.pid) for process, _, _ in processes), logs)
         shown = None
         while any(process.poll() is None for process, _, _ in processes):
             time.sleep(PROGRESS_SECONDS)

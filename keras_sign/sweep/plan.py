@@ -7,6 +7,7 @@ config a list may also be a YAML list. Only numeric train settings can be swept.
 
 import dataclasses
 import itertools
+import math
 import typing
 
 from keras_sign.config import TrainConfig, load_config
@@ -33,6 +34,8 @@ def _number(name, text, kind):
         what = "a whole number" if kind is int else "a number"
         raise KerasSignError(f"--{name.replace('_', '-')}: '{text}' is not {what}; write values like "
                              f"{'16,32' if kind is int else '1e-3,1e-4'}.") from None
+    if not math.isfinite(value):
+        raise KerasSignError(f"--{name.replace('_', '-')}: '{text}' is not a finite number; write values like 1e-3,1e-4.")
     return value
 
 
