@@ -60,8 +60,9 @@ def check_every_fold_tests(config, count):
     if empty:
         largest = max(collections.Counter(table.labels).values())
         limit = f" (at most {config.limit_per_class} per class with --limit-per-class)" if config.limit_per_class else ""
+        advice = f"use --folds {largest} or fewer" if largest >= 2 else "each class needs 2 images or more"
         raise KerasSignError(f"--folds {count} leaves {len(empty)} fold(s) without test images: the largest class of "
-                             f"{table.root} has {largest} images{limit}; use --folds {largest} or fewer.")
+                             f"{table.root} has {largest} images{limit}; {advice}.")
 
 
 def pooled_confusion(runs):

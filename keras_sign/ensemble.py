@@ -235,7 +235,13 @@ def write_ensemble(run_paths, out):
         }
         atomic_write_text(staging.file("labels.txt"), "".join(f"{name}\n" for name in class_names))
         atomic_write_json(staging.file("model.json"), record)
-        staging.path.rename(out)
+        try:
+            staging.path.rename(out)
+        except OSError as error:  # another build of the same --out finished first
+            if not out.exists():
+                raise
+            raise KerasSignError(f"{out} was written by another process while this one built it; this build is "
+                                 "discarded: use that one, or choose a new --out.") from None
     finally:
         held.close()
         if staging.path.exists():
