@@ -36,12 +36,19 @@ def measure(arch, image_size, epochs):
     import keras
     import numpy as np
 
-    from keras_sign.checkpoints import Checkpointer, checkpoint_values, fresh_state, write_best_model, write_values
     from keras_sign.config import TrainConfig
-    from keras_sign.fused_batch_norm import fuse_batch_norms
     from keras_sign.models import build_model
-    from keras_sign.runs import RunFolder
-    from keras_sign.training import compile_model, create_step_variables
+    from keras_sign.models.saving import save_model
+    from keras_sign.runs.folder import RunFolder
+    from keras_sign.training.checkpoints import (
+        Checkpointer,
+        checkpoint_values,
+        fresh_state,
+        write_best_model,
+        write_values,
+    )
+    from keras_sign.training.fit import compile_model, create_step_variables
+    from keras_sign.training.fused_batch_norm import fuse_batch_norms
 
     config = TrainConfig(arch=arch, image_size=image_size)
     rng = np.random.default_rng(0)
@@ -69,13 +76,13 @@ def measure(arch, image_size, epochs):
             if checkpoints.state.get("model") != before:  # a checkpoint was written
                 writes += 1
             write_seconds += spent  # the in-memory copy of a new best epoch counts too
-        run.save_model(model, optimizer=False)  # model.keras: written by every run, checkpoints or not
+        save_model(model, run.file("model.keras"), optimizer=False)  # model.keras: written by every run, checkpoints or not
         started = time.perf_counter()
         write_best_model(run, checkpoints.state, model)
         best_model_seconds = time.perf_counter() - started
         size = sum(p.stat().st_size for p in Path(folder, "checkpoint").glob("*.npz"))
         one_write = {"npz": lambda: write_values(run, "one.npz", checkpoint_values(model)),
-                     "keras": lambda: run.save_model(model, "one.keras")}
+                     "keras": lambda: save_model(model, run.file("one.keras"))}
         single = {name: min(_timed(write) for _ in range(3)) for name, write in one_write.items()}
     keras.backend.clear_session()
     return {"arch": arch, "epoch_s": epoch_seconds, "epochs": epochs, "writes": writes, "write_s": write_seconds,

@@ -47,8 +47,8 @@ def page_frames(folder):
 
 def baseline(model, frames):
     """Per-frame milliseconds of the server's function, called directly, one frame after another."""
-    from keras_sign.classifier import load_classifier
     from keras_sign.demo.server import FrameModel
+    from keras_sign.inference.classifier import load_classifier
 
     frame_model = FrameModel(load_classifier(model))
     frame_model.warm_up()

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from demo_load import start_server
+from PIL import Image
 
 
 def main():
@@ -31,7 +30,7 @@ def main():
 
     from playwright.sync_api import sync_playwright
 
-    from keras_sign.data.clip import write_y4m
+    from keras_sign.spelling.clip import write_y4m
 
     with tempfile.TemporaryDirectory() as folder:
         y4m = Path(folder) / "camera.y4m"

@@ -23,7 +23,7 @@ VARIANTS = ("keras-adam", "keras-bn", "fused")
 CHILD = """
 import sys
 import keras
-import keras_sign.training as training
+import keras_sign.training.fit as training
 from keras_sign.cli import cli
 
 if sys.argv[1] in ("keras-bn", "keras-adam"):

@@ -25,8 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training_speed import (NUM_CLASSES, TORCHVISION_NAMES, keras_sign_model, random_batch, report,  # noqa: E402
-                            worker_records)
+from training_speed import NUM_CLASSES, TORCHVISION_NAMES, keras_sign_model, random_batch, report, worker_records  # noqa: E402
 
 
 def profile_tensorflow(args, folder):

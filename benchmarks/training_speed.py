@@ -65,9 +65,9 @@ def keras_sign_model(arch, size, jit=False):
     import keras
 
     from keras_sign.config import TrainConfig
-    from keras_sign.fused_batch_norm import fuse_batch_norms
     from keras_sign.models import build_model
-    from keras_sign.training import make_optimizer
+    from keras_sign.training.fit import make_optimizer
+    from keras_sign.training.fused_batch_norm import fuse_batch_norms
 
     keras.utils.set_random_seed(0)
     model = build_model(arch, num_classes=NUM_CLASSES, image_size=size)

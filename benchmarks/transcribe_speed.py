@@ -20,9 +20,9 @@ CAMERA_FPS = 30
 
 
 def file_speed(classifier, clip, repeat):
-    from keras_sign.spelling import SpellingDecoder
-    from keras_sign.transcribe import transcribe
-    from keras_sign.video import open_source
+    from keras_sign.spelling.decoder import SpellingDecoder
+    from keras_sign.spelling.transcribe import transcribe
+    from keras_sign.spelling.video import open_source
 
     best = None
     for _ in range(repeat):
@@ -32,9 +32,9 @@ def file_speed(classifier, clip, repeat):
 
 
 def camera_latency(classifier, clip):
-    from keras_sign.spelling import SpellingDecoder
-    from keras_sign.transcribe import transcribe
-    from keras_sign.video import FrameSource, open_source
+    from keras_sign.spelling.decoder import SpellingDecoder
+    from keras_sign.spelling.transcribe import transcribe
+    from keras_sign.spelling.video import FrameSource, open_source
 
     frames = list(open_source(clip).frames)
     stamps = []
@@ -63,7 +63,7 @@ def main():
     select_backend("auto")
     import os
 
-    from keras_sign.classifier import load_classifier
+    from keras_sign.inference.classifier import load_classifier
 
     rows = []
     for model in args.models:

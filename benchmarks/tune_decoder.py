@@ -26,8 +26,8 @@ GRID = {
 
 def clip_probabilities(classifier, clip):
     """`(times, probabilities, reference)` of one clip's frames."""
-    from keras_sign.transcribe import prepare_frames
-    from keras_sign.video import open_source
+    from keras_sign.spelling.transcribe import prepare_frames
+    from keras_sign.spelling.video import open_source
 
     info = json.loads((clip / "clip.json").read_text())
     source = open_source(clip / "frames", fps=info["fps"])
@@ -50,9 +50,9 @@ def main():
     from keras_sign.backend import select_backend
 
     select_backend("auto")
-    from keras_sign.classifier import load_classifier
-    from keras_sign.spelling import DecoderSettings, SpellingDecoder
-    from keras_sign.transcribe import character_error_rate
+    from keras_sign.inference.classifier import load_classifier
+    from keras_sign.spelling.decoder import DecoderSettings, SpellingDecoder
+    from keras_sign.spelling.transcribe import character_error_rate
 
     classifier = load_classifier(args.model)
     streams = [clip_probabilities(classifier, clip) for clip in args.clips]

@@ -19,8 +19,21 @@ log = logging.getLogger("keras_sign")
 SPLIT_METHODS = ("auto", "stratified", "signer")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
-AUGMENT_POLICIES = ("light", "strong", "colour")  # the keys of data.pipeline.AUGMENT_POLICIES
-MIX_METHODS = ("none", "mixup", "cutmix")  # data.mixing's
+# Training augmentation recipes (keras_sign.data.augment applies them): the most each draw moves, i.e.
+# rotation (turns), translation and zoom (fractions), contrast, and for "strong" also brightness (of 255),
+# colour gain per channel, a mirror (a left-handed signer's sign) and one erased rectangle (a hand partly hidden).
+AUGMENT_POLICIES = {
+    "light": {"rotation": 0.05, "shift": 0.1, "zoom": 0.1, "contrast": 0.2},
+    # light's geometry plus colour, mirror and erasing: a first setting with twice the geometry (rotation
+    # 0.08, shift 0.15, zoom 0.2), brightness 40, gain 0.2 and erasing 0.3 left MobileNetV3-Small at 0.2-0.5
+    # training accuracy after 30 epochs (README, "How well does it generalise?")
+    "strong": {"rotation": 0.05, "shift": 0.1, "zoom": 0.15, "contrast": 0.3, "brightness": 25.0, "gain": 0.1,
+               "mirror": True, "erase": 0.25},
+    # light's geometry plus strong's colour alone: another signer's skin, light and camera white balance
+    "colour": {"rotation": 0.05, "shift": 0.1, "zoom": 0.1, "contrast": 0.2, "brightness": 25.0, "gain": 0.1},
+}
+MIX_DEFAULT_ALPHA = {"mixup": 0.2, "cutmix": 1.0}  # Beta(alpha, alpha) of the blends: the papers' ImageNet settings
+MIX_METHODS = ("none", *MIX_DEFAULT_ALPHA)
 IMAGE_CACHES = ("auto", "memory", "disk")  # where decoded training images are kept (data.image_cache)
 # Settings that change where or how fast a run computes, not what it computes: a resume may change them.
 HOW_NOT_WHAT = ("checkpoint_every", "backend", "image_cache", "image_cache_dir")

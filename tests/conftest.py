@@ -133,7 +133,7 @@ def _run_in_process(args):
 def locked_by_another_process(folder, what="Run folder"):
     """`folder`'s FolderLock held by another process, as `keras-sign train` holds its run folder while it
     trains; yields that process's PID."""
-    script = ("import sys, time; from keras_sign.runs import FolderLock; "
+    script = ("import sys, time; from keras_sign.runs.folder import FolderLock; "
               "lock = FolderLock(sys.argv[1], sys.argv[2]).__enter__(); print('held', flush=True); time.sleep(600)")
     holder = subprocess.Popen([sys.executable, "-c", script, str(folder), what], stdout=subprocess.PIPE, text=True,
                               cwd=REPO)

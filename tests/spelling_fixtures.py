@@ -3,17 +3,17 @@
 The model is trained once per session, whichever pytest-xdist worker asks first (`built_once`).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from pathlib import Path
-
 from conftest import SAMPLE, built_once, copy_subset, run_cli
-from keras_sign.classifier import load_classifier
-from keras_sign.data.clip import build_clip, clip_photos
-from keras_sign.export import export_run
-from keras_sign.predict import predict_files
+from keras_sign.export.bundle import export_run
+from keras_sign.inference.classifier import load_classifier
+from keras_sign.inference.predict import predict_files
+from keras_sign.spelling.clip import build_clip, clip_photos
 
 CLASSES = ["0", "1", "2", "nothing"]
 TEXT = "120 21"  # the model has no space class: the word ends at a pause (word gap)

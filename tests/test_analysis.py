@@ -13,15 +13,17 @@ import pytest
 from sklearn.metrics import classification_report, confusion_matrix
 
 from conftest import SAMPLE, copy_subset, run_cli, shared_set
-from keras_sign.compare import compare_runs, tsne_panels
+from keras_sign.analysis.compare import compare_runs, tsne_panels
+from keras_sign.analysis.evaluate import evaluate_run, tsne_points
 from keras_sign.config import TrainConfig
 from keras_sign.data.pipeline import make_dataset
 from keras_sign.errors import KerasSignError
-from keras_sign.evaluation import evaluate_run, penultimate_model, tsne_points
+from keras_sign.inference.features import penultimate_model
 from keras_sign.models import build_model
 from keras_sign.models.flops import count_multiply_adds
-from keras_sign.runs import RunFolder
-from keras_sign.training import train
+from keras_sign.models.saving import load_model
+from keras_sign.runs.folder import RunFolder
+from keras_sign.training.fit import train
 
 # Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("analysis")
@@ -68,7 +70,7 @@ def _recomputed_predictions(path):
     labels = [class_names.index(row["label"]) for row in rows]
     dataset = make_dataset([f"{info['data_root']}/{row['path']}" for row in rows], labels, len(class_names),
                            info["image_size"], 4)
-    probabilities = run.load_model().predict(dataset, verbose=0)
+    probabilities = load_model(run.path).predict(dataset, verbose=0)
     return np.array(labels), probabilities.argmax(axis=-1), class_names
 
 
@@ -124,14 +126,14 @@ def test_features_of_pooled_architectures_are_the_pooled_output(arch, width):
 
 
 def test_features_and_probabilities_come_from_one_model(digit_run):
-    model = RunFolder(digit_run[0]).load_model()
+    model = load_model(digit_run[0])
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     features, probabilities = penultimate_model(model, "mobilenetv3_small").predict_on_batch(images)
     assert features.shape == (2, 1024)  # MobileNetV3-Small's hidden classifier layer
     np.testing.assert_allclose(probabilities, model.predict_on_batch(images), atol=1e-6)
     # One two-output view per model, so calibration and evaluation after training share its traced step.
     assert penultimate_model(model, "mobilenetv3_small") is penultimate_model(model, "mobilenetv3_small")
-    assert penultimate_model(RunFolder(digit_run[0]).load_model(), "mobilenetv3_small") is not \
+    assert penultimate_model(load_model(digit_run[0]), "mobilenetv3_small") is not \
         penultimate_model(model, "mobilenetv3_small")
 
 
@@ -184,7 +186,7 @@ def test_compare_writes_table_and_figures_and_evaluates_runs_that_lack_them(digi
 
     rows = list(csv.DictReader((tmp_path / "cmp" / "compare.csv").open()))
     assert [row["run"] for row in rows] == ["digits_run", "older_run"]
-    model = RunFolder(path).load_model()
+    model = load_model(path)
     history = list(csv.DictReader((path / "history.csv").open()))
     for row, run in zip(rows, [path, older]):
         assert (row["arch"], row["dataset"], row["split"], row["backend"]) == (

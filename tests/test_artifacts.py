@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from keras_sign.models import build_model
-from keras_sign.runs import RunFolder
-from keras_sign.schedules import WarmupSchedule
+from keras_sign.models.saving import save_model
+from keras_sign.runs.folder import RunFolder
+from keras_sign.training.schedules import WarmupSchedule
 
 # Its tests share module-scoped saved models: one worker runs them all (pytest-xdist --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("artifacts")
@@ -36,7 +37,7 @@ def saved_models(tmp_path_factory):
     """Each architecture compiled with the run's optimizer and schedule, saved as a run saves model.keras."""
     import keras
 
-    from keras_sign.optimizers import FusedAdam
+    from keras_sign.training.optimizers import FusedAdam
 
     folder = tmp_path_factory.mktemp("plain")
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
@@ -48,8 +49,8 @@ def saved_models(tmp_path_factory):
                       loss="categorical_crossentropy")
         model.optimizer.build(model.trainable_variables)  # its moments, as after a training step
         run = RunFolder(folder / arch)
-        run.save_model(model, optimizer=False)
-        run.save_model(model, "checkpoint.keras")  # what a checkpoint holds, for the size comparison
+        save_model(model, run.file("model.keras"), optimizer=False)
+        save_model(model, run.file("checkpoint.keras"))  # what a checkpoint holds, for the size comparison
         expected[arch] = keras.ops.convert_to_numpy(model(images))
     return folder, expected
 
@@ -95,8 +96,8 @@ print(json.dumps([[c.category_name, c.score] for c in result.classifications[0].
 @pytest.fixture(scope="module")
 def tflite_with_metadata(tmp_path_factory):
     """A small classifier converted to TFLite and given keras-sign's metadata and labels."""
-    from keras_sign.export_formats import to_tflite
-    from keras_sign.tflite_metadata import add_metadata, image_metadata
+    from keras_sign.export.tflite import to_tflite
+    from keras_sign.inference.tflite_metadata import add_metadata, image_metadata
 
     folder = tmp_path_factory.mktemp("metadata")
     model = build_model("mobilenetv3_small", 3, 48, mean=(127.0,) * 3, std=(64.0,) * 3)
@@ -109,8 +110,8 @@ def tflite_with_metadata(tmp_path_factory):
 
 
 def test_metadata_round_trip_and_the_model_still_runs(tflite_with_metadata):
-    from keras_sign.runtimes import TFLiteModel
-    from keras_sign.tflite_metadata import associated_files, read_metadata
+    from keras_sign.inference.runtimes import TFLiteModel
+    from keras_sign.inference.tflite_metadata import associated_files, read_metadata
 
     path, model, labels, plain = tflite_with_metadata
     data = path.read_bytes()
@@ -125,7 +126,7 @@ def test_metadata_round_trip_and_the_model_still_runs(tflite_with_metadata):
 
 
 def test_a_bare_tflite_file_brings_its_own_labels(tflite_with_metadata):
-    from keras_sign.classifier import load_classifier
+    from keras_sign.inference.classifier import load_classifier
 
     path, _, labels, _ = tflite_with_metadata
     assert not (path.parent / "labels.txt").exists()

@@ -5,9 +5,17 @@ import keras
 import numpy as np
 import pytest
 
-from keras_sign.checkpoints import (BEST, BEST_MODEL, Checkpointer, fresh_state, read_state, read_values,
-                                    write_best_model)
-from keras_sign.runs import RunFolder
+from keras_sign.models.saving import load_model, save_model
+from keras_sign.runs.folder import RunFolder
+from keras_sign.training.checkpoints import (
+    BEST,
+    BEST_MODEL,
+    Checkpointer,
+    fresh_state,
+    read_state,
+    read_values,
+    write_best_model,
+)
 
 
 @pytest.fixture
@@ -79,9 +87,9 @@ def test_best_npz_is_the_best_epoch_even_when_it_was_not_checkpointed(model, tmp
     assert all(np.all(value == 3) for part in latest.values() for value in part)
 
     # When training ends: best.keras is the best epoch's model, for inference; the model keeps its own values.
-    run.save_model(model, optimizer=False)
+    save_model(model, run.file("model.keras"), optimizer=False)
     write_best_model(run, state, model)
-    best_model = run.load_model(BEST_MODEL)
+    best_model = load_model(run.file(BEST_MODEL))
     assert getattr(best_model, "optimizer", None) is None and all(np.all(v.numpy() == 2) for v in best_model.variables)
     assert all(np.all(variable.numpy() == 3) for variable in model.variables)
     run.file(BEST).unlink()  # gone: the finished training is not undone for it
@@ -106,12 +114,12 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(model, tmp_path):
 
 
 def test_a_run_folder_checkpointed_as_keras_files_by_an_older_version_resumes(model, tmp_path, caplog):
-    from keras_sign.checkpoints import load_resumable
+    from keras_sign.training.checkpoints import load_resumable
 
     run = RunFolder(tmp_path)
     _train_an_epoch(model, 4)
-    run.save_model(model, "checkpoint/best.keras")  # what keras-sign wrote before its .npz checkpoints
-    run.save_model(model, "checkpoint/epoch-0005.keras")
+    save_model(model, run.file("checkpoint/best.keras"))  # what keras-sign wrote before its .npz checkpoints
+    save_model(model, run.file("checkpoint/epoch-0005.keras"))
     state = dict(fresh_state(), epoch=5, model="checkpoint/epoch-0005.keras", best_epoch=4, best_val_accuracy=0.5)
     values, resumed = load_resumable(run, state)
     assert resumed["epoch"] == 5 and all(np.all(value == 4) for part in values.values() for value in part)
@@ -119,6 +127,6 @@ def test_a_run_folder_checkpointed_as_keras_files_by_an_older_version_resumes(mo
     values, resumed = load_resumable(run, state)
     assert resumed["epoch"] == 4 and resumed["model"] == "checkpoint/epoch-0004.keras"
     assert "Resuming from checkpoint/best.keras instead" in caplog.text
-    run.save_model(model, optimizer=False)
+    save_model(model, run.file("model.keras"), optimizer=False)
     write_best_model(run, resumed, model)  # best epoch 4 is the run's last: model.keras's copy
     assert run.file(BEST_MODEL).read_bytes() == run.file("model.keras").read_bytes()

@@ -1,4 +1,4 @@
-"""`keras_sign.classifier`: one loader for run folders, bundles and bare model files, and what it refuses."""
+"""`keras_sign.inference.classifier`: one loader for run folders, bundles and bare model files, and what it refuses."""
 
 import shutil
 

@@ -4,8 +4,8 @@ import click
 import pytest
 
 from keras_sign.cli import FINITE_FLOAT, cli
-from keras_sign.spelling import DecoderSettings
 from keras_sign.errors import KerasSignError
+from keras_sign.spelling.decoder import DecoderSettings
 
 
 def _commands(group, prefix=()):

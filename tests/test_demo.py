@@ -14,9 +14,10 @@ pytest.importorskip("fastapi", reason="the demo extra is not installed (pip inst
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from keras_sign.classifier import Classifier  # noqa: E402
 from keras_sign.demo.server import MAX_PHOTO_BYTES, TabSession, create_app  # noqa: E402
-from keras_sign.runtimes import TFLiteModel  # noqa: E402
+from keras_sign.inference.classifier import Classifier  # noqa: E402
+from keras_sign.inference.runtimes import TFLiteModel  # noqa: E402
+from keras_sign.runs.record import ModelRecord, Preprocessing
 
 # Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("demo")
@@ -29,13 +30,13 @@ def classifier(tmp_path_factory):
     """A small MobileNetV3-Small as a .tflite, untrained but seeded: the server's plumbing is under test."""
     import keras
 
-    from keras_sign.export_formats import to_tflite
+    from keras_sign.export.tflite import to_tflite
     from keras_sign.models import build_model
 
     keras.utils.set_random_seed(3)
     path = tmp_path_factory.mktemp("demo") / "model.tflite"
     path.write_bytes(to_tflite(build_model("mobilenetv3_small", len(CLASSES), 32)))
-    return Classifier(TFLiteModel(path), CLASSES, 32, False, str(path))
+    return Classifier(TFLiteModel(path), ModelRecord(CLASSES, Preprocessing(32)), str(path))
 
 
 @pytest.fixture
@@ -80,8 +81,8 @@ def test_frames_get_probabilities_decoder_state_and_latency(client):
 
 def test_the_same_frames_give_the_same_answers_as_transcribe(client, classifier):
     """One preprocessing: the server's probabilities equal transcribe's on the same decoded frame."""
-    from keras_sign.data.pipeline import decode_upright
-    from keras_sign.transcribe import crop_box, prepare_frames
+    from keras_sign.data.decode import decode_upright
+    from keras_sign.spelling.transcribe import crop_box, prepare_frames
 
     data = jpeg(PHOTOS[0])
     frame = decode_upright(data, 1).numpy()
@@ -134,7 +135,7 @@ def test_photo_and_video_uploads(client, tmp_path):
     huge = client.post("/api/photo", content=b"x", headers={"content-length": str(MAX_PHOTO_BYTES + 1)})
     assert huge.status_code == 413 and "the limit is" in huge.json()["error"]
 
-    from keras_sign.data.clip import write_mp4
+    from keras_sign.spelling.clip import write_mp4
 
     frames = [np.asarray(Image.open(photo).convert("RGB").resize((96, 96))) for photo in PHOTOS for _ in range(5)]
     write_mp4(tmp_path / "clip.mp4", frames, 10)
@@ -180,7 +181,7 @@ def test_photos_dropped_while_a_camera_streams_share_the_interpreter_safely(clie
 
 def test_the_newest_frame_wins_and_overtaken_ones_are_counted(classifier):
     from keras_sign.demo.server import FrameModel
-    from keras_sign.spelling import DecoderSettings
+    from keras_sign.spelling.decoder import DecoderSettings
 
     async def scenario():
         session = TabSession(FrameModel(classifier), DecoderSettings())

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, run_cli
-from keras_sign.data.clip import write_y4m
-from keras_sign.transcribe import character_error_rate
+from keras_sign.spelling.clip import write_y4m
+from keras_sign.spelling.transcribe import character_error_rate
 from spelling_fixtures import CLASSES, TEXT, clip, trained  # noqa: F401  (fixtures)
 
 pytest.importorskip("fastapi", reason="the demo extra is not installed (pip install '.[demo]')")

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE, copy_subset, locked_by_another_process, run_cli
-from keras_sign.classifier import load_classifier
-from keras_sign.data.pipeline import decode_and_resize
-from keras_sign.ensemble import resized
+from keras_sign.data.decode import decode_and_resize
+from keras_sign.inference.classifier import load_classifier
+from keras_sign.inference.ensemble_model import resized
 from keras_sign.models.flops import count_multiply_adds
-from keras_sign.runs import RunFolder
+from keras_sign.models.saving import load_model
+from keras_sign.runs.folder import RunFolder
 
 CLASSES = ["0", "1", "2"]
 
@@ -126,8 +127,8 @@ def test_an_ensemble_folder_is_evaluated_calibrated_exported_and_compared_as_a_r
     assert bundle["verified"] and bundle["arch"] == "ensemble" and bundle["calibration"] == calibration
 
     # compare counts the members' multiply-adds and more (the resize).
-    ensemble = run.load_model()
-    parts = [count_multiply_adds(RunFolder(member).load_model()) for member in (small, large)]
+    ensemble = load_model(run.path)
+    parts = [count_multiply_adds(load_model(member)) for member in (small, large)]
     assert count_multiply_adds(ensemble) > sum(parts) > 0
     result = run_cli("compare", out, small, "--out", tmp_path / "compare")
     assert result.returncode == 0 and "| ensemble |" in result.stdout, result.stderr[-2000:]

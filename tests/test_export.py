@@ -14,6 +14,7 @@ import pytest
 
 from conftest import SAMPLE, copy_subset, run_cli
 from keras_sign.errors import KerasSignError
+from keras_sign.models.saving import save_model
 
 # Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("export")
@@ -47,7 +48,7 @@ def trained_runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def export_once(trained_runs, tmp_path_factory):
     """`export_once(backend, format, quantize, **options)`: the export of a trained run, made once per module."""
-    from keras_sign.export import export_run
+    from keras_sign.export.bundle import export_run
 
     out = tmp_path_factory.mktemp("exports")
     records = {}
@@ -65,11 +66,12 @@ def untrained_run(folder, model, data_root):
     """A run folder around a freshly built model, with every image of `data_root` as its test split:
     what the exporter reads, without the cost of training."""
     from keras_sign.models.registry import IMAGENET_MEAN, IMAGENET_STD
-    from keras_sign.runs import SPLIT_COLUMNS, RunFolder, atomic_write_csv
+    from keras_sign.runs.atomic import atomic_write_csv
+    from keras_sign.runs.folder import SPLIT_COLUMNS, RunFolder
 
     folder.mkdir()
     run = RunFolder(folder)
-    run.save_model(model)
+    save_model(model, run.file("model.keras"))
     run.write_json("classes.json", CLASSES)
     run.write_json("run.json", {
         "arch": model.name, "dataset": "digits", "data_root": str(data_root), "image_size": model.input_shape[1],
@@ -89,7 +91,7 @@ def few_photos(tmp_path_factory):
 
 def check_tflite_bundle(bundle, run, backend, quantize, io_type, calibration_images):
     """Everything a TFLite bundle of a `trained_runs` run must hold; return its model.json."""
-    from keras_sign.tflite_metadata import read_metadata
+    from keras_sign.inference.tflite_metadata import read_metadata
 
     written = json.loads((bundle / "model.json").read_text())
     assert bundle.name == f"run-{backend}-tflite-{quantize}" + (
@@ -202,7 +204,7 @@ def test_saved_model_export_is_verified_in_tensorflow(export_once):
                                                               "shufflenetv2_x2_0"]),
 ])
 def test_every_architecture_exports_to_a_verified_float32_tflite(arch, few_photos, tmp_path):
-    from keras_sign.export import export_run
+    from keras_sign.export.bundle import export_run
     from keras_sign.models import build_model
 
     run = untrained_run(tmp_path / arch, build_model(arch, len(CLASSES), 32), few_photos)
@@ -215,7 +217,7 @@ def test_a_model_that_needs_flex_ops_is_refused_naming_the_op(few_photos, tmp_pa
     import keras
     import tensorflow as tf
 
-    from keras_sign.export import export_run
+    from keras_sign.export.bundle import export_run
 
     @keras.saving.register_keras_serializable(package="test_export")
     class CumulativeProduct(keras.layers.Layer):
@@ -249,7 +251,7 @@ def test_a_failed_verification_keeps_the_file_marked_unverified_and_exits_non_ze
     from click.testing import CliRunner
 
     from keras_sign.cli import cli
-    from keras_sign.runtimes import TFLiteModel
+    from keras_sign.inference.runtimes import TFLiteModel
 
     run = untrained_run(tmp_path / "tiny", tiny_model(), few_photos)
     predict = TFLiteModel.predict
@@ -284,7 +286,7 @@ def _move_data_away(run):
     (_move_data_away, {}, "test image(s) of"),
 ])
 def test_export_user_errors_say_what_to_do(trained_runs, tmp_path, break_run, options, message):
-    from keras_sign.export import export_run
+    from keras_sign.export.bundle import export_run
 
     run = tmp_path / "run"
     shutil.copytree(trained_runs["tensorflow"], run)
@@ -324,7 +326,7 @@ def test_benchmark_command_compares_keras_tflite_and_onnx_side_by_side(trained_r
 def test_verification_rule():
     import numpy as np
 
-    from keras_sign.verification import compare_predictions
+    from keras_sign.export.verification import compare_predictions
 
     reference = np.array([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]])
     labels = np.array([0, 1, 1])
@@ -343,7 +345,7 @@ def test_verification_rule():
 
 def test_int8_of_a_tiny_run_says_how_few_images_it_was_verified_on(tmp_path, caplog):
     """`export --quantize int8` of a 2-class run "verified" on 2 photos: every other image calibrated it."""
-    from keras_sign.export import export_run
+    from keras_sign.export.bundle import export_run
 
     data = copy_subset(SAMPLE, tmp_path / "digits2", ["0", "1"], 8)
     result = run_cli("train", "--data-dir", data, "--out", tmp_path / "run", "--epochs", "1", "--image-size", "32",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_sign.fused_batch_norm import fuse_batch_norms
+from keras_sign.training.fused_batch_norm import fuse_batch_norms
 
 
 def _model(epsilon, seed=0):

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE, copy_subset, run_cli
-from keras_sign import calibration
-from keras_sign.class_map import map_classes, read_class_map
-from keras_sign.crossval import markdown, top_confusions
-from keras_sign.data.pipeline import decode_and_resize
+from keras_sign.analysis import calibration
+from keras_sign.data.class_map import map_classes, read_class_map
+from keras_sign.data.decode import decode_and_resize
 from keras_sign.data.split import split_by_group, split_stratified_fold
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import FolderLock
+from keras_sign.runs.locks import FolderLock
+from keras_sign.studies.crossval import markdown, top_confusions
 
 
 def _signers(count, per_signer=30, classes=3):
@@ -123,7 +123,7 @@ def test_crossval_trains_a_run_per_signer_pools_them_and_keeps_finished_folds(th
         held = run_cli(*args)
     assert held.returncode != 0 and "another process" in held.stderr
 
-    from keras_sign.compare import compare_runs
+    from keras_sign.analysis.compare import compare_runs
 
     evaluated = run_cli("evaluate", out / "signer-ann", "--data-dir", three_signers / "bob", "--name", "bob")
     assert evaluated.returncode == 0, evaluated.stderr
@@ -234,8 +234,8 @@ def test_the_most_frequent_confusions_come_first():
 
 @pytest.mark.slow
 def test_crossvals_make_one_ensemble_per_fold_scored_on_its_held_out_signer(three_signers, tmp_path):
-    from keras_sign.classifier import load_classifier
-    from keras_sign.runs import RunFolder
+    from keras_sign.inference.classifier import load_classifier
+    from keras_sign.runs.folder import RunFolder
 
     common = ["--data-dir", three_signers, "--epochs", "2", "--image-size", "32", "--batch-size", "8"]
     crossvals = [tmp_path / "mobilenet", tmp_path / "resnet"]

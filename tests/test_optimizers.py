@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_sign.optimizers import FusedAdam, FusedAdamW
-from keras_sign.schedules import WarmupSchedule
+from keras_sign.training.optimizers import FusedAdam, FusedAdamW
+from keras_sign.training.schedules import WarmupSchedule
 
 SHAPES = [(3, 3, 3, 16), (16,), (64, 10)]
 

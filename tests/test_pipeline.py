@@ -62,7 +62,7 @@ def test_channel_statistics_match_numpy():
 def test_center_crop_keeps_the_aspect_ratio_and_cuts_the_middle(tmp_path):
     from PIL import Image
 
-    from keras_sign.data.pipeline import decode_and_resize
+    from keras_sign.data.decode import decode_and_resize
 
     # 160 x 80: left quarter red, middle half green, right quarter blue.
     pixels = np.zeros((80, 160, 3), np.uint8)
@@ -79,7 +79,7 @@ def test_center_crop_keeps_the_aspect_ratio_and_cuts_the_middle(tmp_path):
 def test_strong_augmentation_and_new_backdrops_are_seeded_and_keep_the_hand():
     import tensorflow as tf
 
-    from keras_sign.data.pipeline import _new_backgrounds, augment_batch
+    from keras_sign.data.augment import _new_backgrounds, augment_batch
 
     # A bright "hand" square on black, as Massey's photos are.
     image = np.zeros((4, 32, 32, 3), np.float32)
@@ -100,7 +100,7 @@ def test_strong_augmentation_and_new_backdrops_are_seeded_and_keep_the_hand():
 def test_colour_policy_is_the_light_geometry_with_a_gain_per_channel_and_a_brightness_per_image():
     import tensorflow as tf
 
-    from keras_sign.data.pipeline import augment_batch
+    from keras_sign.data.augment import augment_batch
 
     image = np.random.default_rng(0).uniform(80, 170, (6, 24, 24, 3)).astype(np.float32)  # never clipped
     seed = tf.constant([5, 2], tf.int64)
@@ -125,7 +125,7 @@ def _two_colour_batch():
 def test_mixup_blends_each_image_with_its_neighbour_by_the_labels_share():
     import tensorflow as tf
 
-    from keras_sign.data.mixing import mix_batch
+    from keras_sign.data.augment import mix_batch
 
     images, labels = _two_colour_batch()
     seed = tf.constant([7, 0], tf.int64)
@@ -146,7 +146,7 @@ def test_mixup_blends_each_image_with_its_neighbour_by_the_labels_share():
 def test_cutmix_labels_are_the_share_of_pixels_each_photo_shows():
     import tensorflow as tf
 
-    from keras_sign.data.mixing import mix_batch
+    from keras_sign.data.augment import mix_batch
 
     images, labels = _two_colour_batch()
     for step in range(5):

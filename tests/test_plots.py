@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_sign import plots
+from keras_sign.analysis import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIGITS_AND_LETTERS = list(string.digits) + list(string.ascii_uppercase)

@@ -12,15 +12,19 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
+from conftest import REPO
 from keras_sign.errors import KerasSignError
 from keras_sign.models import build_model
 from keras_sign.models.registry import get_spec
 from keras_sign.models.starting_weights import (
-    MIRROR_ENV, download_checked, imagenet_weights_file, load_starting_weights, read_state_dict,
+    MIRROR_ENV,
+    download_checked,
+    imagenet_weights_file,
+    load_starting_weights,
+    read_state_dict,
 )
 from keras_sign.models.weight_mapping import load_torchvision_state_dict
 from standin_weights import seeded_state_dict
-from conftest import REPO
 
 ARCH = "shufflenetv2_x0_5"
 

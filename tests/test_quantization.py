@@ -31,7 +31,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def float_tflite(small_model):
-    from keras_sign.export_formats import to_tflite
+    from keras_sign.export.tflite import to_tflite
 
     return to_tflite(small_model, "none")
 
@@ -49,7 +49,7 @@ def weight_types(model_bytes):
 
 
 def test_weights_only_keeps_the_named_ops_float(float_tflite, small_model, images):
-    from keras_sign.quantization import tflite_predict, weighted_ops, weights_only
+    from keras_sign.export.quantization import tflite_predict, weighted_ops, weights_only
 
     ops = weighted_ops(float_tflite)
     assert len(ops) == 4 and all(op.endswith(";") for op in ops)
@@ -72,7 +72,7 @@ def test_weights_only_keeps_the_named_ops_float(float_tflite, small_model, image
 
 
 def test_weight_sensitivity_ranks_every_weighted_op(float_tflite, small_model, images):
-    from keras_sign.quantization import weight_sensitivity, weighted_ops
+    from keras_sign.export.quantization import weight_sensitivity, weighted_ops
 
     reference = small_model.predict(images.astype(np.float32), verbose=0)
     ranked = weight_sensitivity(float_tflite, images, reference)
@@ -82,7 +82,7 @@ def test_weight_sensitivity_ranks_every_weighted_op(float_tflite, small_model, i
 
 
 def test_the_ladder_ends_where_a_file_would_reach_float16_size(small_model, images):
-    from keras_sign.quantization import choose_int8
+    from keras_sign.export.quantization import choose_int8
 
     # No recipe can agree on more than every image, so the whole ladder is walked and the best kept.
     model_bytes, record = choose_int8(small_model, images[:30], images[30:], min_agreement=1.01, io_type="float32")
@@ -99,7 +99,7 @@ def test_the_ladder_ends_where_a_file_would_reach_float16_size(small_model, imag
 
 
 def test_strict_int8_takes_full_integer_whatever_it_scores(small_model, images):
-    from keras_sign.quantization import choose_int8
+    from keras_sign.export.quantization import choose_int8
 
     _, record = choose_int8(small_model, images[:30], images[30:], min_agreement=1.01, strict=True)
     assert record["recipe"] == "full-integer" and len(record["tried"]) == 1 and "weight_sensitivity" not in record

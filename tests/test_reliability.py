@@ -17,15 +17,18 @@ from click.testing import CliRunner
 from PIL import Image, ImageOps
 
 from conftest import REPO, SAMPLE, copy_subset
+from keras_sign.analysis.evaluate import evaluate_run
 from keras_sign.cli import cli
 from keras_sign.config import load_config
-from keras_sign.data.pipeline import decode_and_resize, make_dataset
+from keras_sign.data.decode import decode_and_resize
+from keras_sign.data.pipeline import make_dataset
 from keras_sign.data.scan import read_orientation, scan_folder
 from keras_sign.data.validate import validate_report
 from keras_sign.errors import KerasSignError
-from keras_sign.evaluation import evaluate_run
-from keras_sign.runs import FolderLock, RunFolder, create_empty_folder
-from keras_sign.training import train
+from keras_sign.models.saving import load_model
+from keras_sign.runs.folder import RunFolder, create_empty_folder
+from keras_sign.runs.locks import FolderLock
+from keras_sign.training.fit import train
 
 # Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("reliability")
@@ -260,7 +263,7 @@ def test_damaged_model_file_is_named_in_one_line_by_every_command(users_run, tmp
     flipped[len(flipped) // 2] ^= 0xFF  # one bad byte inside the zip: its checksum catches it
     model.write_bytes(bytes(flipped))
     with pytest.raises(KerasSignError, match="fails its checksum"):
-        RunFolder(damaged).load_model()
+        load_model(damaged)
 
 
 def test_resume_falls_back_from_a_damaged_checkpoint(users_run, tmp_path, caplog):
@@ -279,7 +282,7 @@ def test_resume_falls_back_from_a_damaged_checkpoint(users_run, tmp_path, caplog
 
 
 def test_with_no_intact_checkpoint_training_starts_over(users_run, tmp_path, caplog):
-    from keras_sign.checkpoints import load_resumable, read_state
+    from keras_sign.training.checkpoints import load_resumable, read_state
 
     run = tmp_path / "damaged"
     shutil.copytree(users_run, run)
@@ -347,7 +350,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_killed_holder_lea
 
 
 def test_a_second_reproduce_into_one_folder_is_refused(tmp_path):
-    from keras_sign.reproduce import reproduce
+    from keras_sign.studies.reproduce import reproduce
 
     config = tmp_path / "digits.yaml"
     config.write_text("epochs: 1\n")

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from test_reliability import save_as_phone_would
 
 from conftest import SAMPLE, copy_subset, run_cli
-from keras_sign.classifier import load_classifier
 from keras_sign.cli import SKIPPED_EXIT, cli
-from keras_sign.data.clip import build_clip, clip_photos, write_y4m
 from keras_sign.errors import KerasSignError
-from keras_sign.predict import expand_inputs, predict_files
-from keras_sign.spelling import DecoderSettings, SpellingDecoder
-from keras_sign.transcribe import character_error_rate, transcribe
-from keras_sign.video import open_source
+from keras_sign.inference.classifier import load_classifier
+from keras_sign.inference.predict import expand_inputs, predict_files
+from keras_sign.spelling.clip import build_clip, clip_photos, write_y4m
+from keras_sign.spelling.decoder import DecoderSettings, SpellingDecoder
+from keras_sign.spelling.transcribe import character_error_rate, transcribe
+from keras_sign.spelling.video import open_source
 from spelling_fixtures import CLASSES, TEXT, clip, trained  # noqa: F401  (fixtures)
-from test_reliability import save_as_phone_would
 
 # Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("sign_to_text")
@@ -148,7 +148,7 @@ def test_transcribing_the_clip_spells_its_text(trained, clip, tmp_path):
     source = open_source(folder / "frames", fps=15)
     holds = [row for row in csv.DictReader((folder / "timing.csv").open()) if row["symbol"] != "(idle)"]
     frames = dict(source.frames)
-    from keras_sign.transcribe import prepare_frames
+    from keras_sign.spelling.transcribe import prepare_frames
 
     for row in holds:
         middle = min(frames, key=lambda t: abs(t - (float(row["start_seconds"]) + float(row["end_seconds"])) / 2))
@@ -242,7 +242,7 @@ def test_transcribe_bad_input_is_one_line(trained, tmp_path, args, message):
 
 
 def test_crop_box_of_a_frame(trained, clip):
-    from keras_sign.transcribe import crop_box
+    from keras_sign.spelling.transcribe import crop_box
 
     assert crop_box("center", 160, 120) == (20, 0, 120, 120) and crop_box("full", 5, 4) == (0, 0, 5, 4)
     assert crop_box("10,20,30,40", 100, 100) == (10, 20, 30, 40)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_sign.errors import KerasSignError
-from keras_sign.spelling import DecoderSettings, SpellingDecoder, has_control_classes, key_of
+from keras_sign.spelling.decoder import DecoderSettings, SpellingDecoder, has_control_classes, key_of
 
 CLASSES = ["a", "b", "c", "l", "del", "nothing", "space"]
 NO_SMOOTHING = dict(smoothing=0.0)

@@ -4,9 +4,7 @@ import pytest
 
 from keras_sign.data.catalog import scan_dataset
 from keras_sign.data.scan import scan_folder
-from keras_sign.data.split import (
-    choose_method, cross_split_duplicates, make_split, split_by_group, split_stratified,
-)
+from keras_sign.data.split import choose_method, cross_split_duplicates, make_split, split_by_group, split_stratified
 from keras_sign.errors import KerasSignError
 
 

@@ -19,9 +19,9 @@ import pytest
 from conftest import REPO, run_cli
 from keras_sign.config import read_yaml_mapping
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import RunFolder
-from keras_sign.sweep import storage as storages
-from keras_sign.sweep.plan import make_plan, parse_swept
+from keras_sign.runs.folder import RunFolder
+from keras_sign.studies.sweep import storage as storages
+from keras_sign.studies.sweep.plan import make_plan, parse_swept
 
 TINY = ["--image-size", "32", "--epochs", "2", "--no-augment"]
 
@@ -89,7 +89,7 @@ def test_a_storage_that_does_not_answer_is_one_line(small_digits, tmp_path):
 
 
 def test_a_sweep_folder_with_another_grid_is_refused(small_digits, tmp_path):
-    from keras_sign.sweep import _write_sweep_file
+    from keras_sign.studies.sweep import _write_sweep_file
 
     first = make_plan({"data_dir": str(small_digits), "lr": "1e-2,1e-3", "batch_size": "4,8"})
     (tmp_path / "s").mkdir()
@@ -113,7 +113,7 @@ def test_plans_from_yaml_lists_and_the_shipped_study_grid():
 
 def test_workers_are_capped_at_the_trials_left_and_warned_about(tmp_path, caplog):
     """`sweep --workers 50` on a 2-cell grid started 50 worker processes within 2 s (about 1 GB each)."""
-    from keras_sign.sweep import worker_count
+    from keras_sign.studies.sweep import worker_count
 
     plan = make_plan({"lr": "1e-2,1e-3", "epochs": 1})
     study = storages.create_or_load(storages.open_storage(tmp_path / storages.JOURNAL_FILE), "s", plan)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +18,10 @@ import pytest
 from conftest import REPO, SAMPLE, copy_subset, run_cli
 from keras_sign.config import TrainConfig, load_config
 from keras_sign.errors import KerasSignError
-from keras_sign.preparation import open_for_resume
-from keras_sign.runs import RunFolder
-from keras_sign.training import compile_model, make_optimizer
+from keras_sign.models.saving import load_model
+from keras_sign.runs.folder import RunFolder
+from keras_sign.training.fit import compile_model, make_optimizer
+from keras_sign.training.preparation import open_for_resume
 
 # ResNet-18 has no dropout, so a deterministic run depends on nothing but the seed.
 DETERMINISTIC = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "4", "--epochs", "2", "--seed", "5",
@@ -36,7 +38,7 @@ def _history(run):
 
 
 def _weights(run):
-    return RunFolder(run).load_model().get_weights()
+    return load_model(run).get_weights()
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,8 @@ def test_resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(digits60, tmp
     assert info["status"] == "finished" and info["epochs_trained"] == 2
     assert sorted(p.name for p in (interrupted / "checkpoint").iterdir()) == ["best.npz", "epoch-0002.npz",
                                                                              "state.json"]
-    best = RunFolder(interrupted).load_model("best.keras")  # the best epoch's model, beside model.keras
-    assert best.count_params() == RunFolder(interrupted).load_model().count_params()
+    best = load_model(Path(interrupted) / "best.keras")  # the best epoch's model, beside model.keras
+    assert best.count_params() == load_model(interrupted).count_params()
 
     # Nothing left to do: a clear error; a larger --epochs trains on.
     result = run_cli("train", "--resume", interrupted)
@@ -104,7 +106,7 @@ def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_pat
     assert 0 < info["checkpoint_seconds"] < info["total_seconds"]
     rates = [float(row["learning_rate"]) for row in history]
     assert rates[0] < rates[1]  # epoch 1 warms up (its first step at lr / 3), epoch 2 starts at the peak
-    trained = RunFolder(run).load_model()
+    trained = load_model(run)
     compile_model(trained, load_config(run / "config.yaml"), 1e-9, 10)  # as a resume compiles it
     assert type(trained.optimizer).__name__ == "FusedAdamW" and trained.loss.label_smoothing == 0.1
 
@@ -120,7 +122,7 @@ def test_step_schedule_and_mixed_precision_on_the_sample_and_no_resume_under_ano
     # Each epoch's rate at its first step: divided by 10 at half and at three quarters of the steps.
     assert [float(row["learning_rate"]) for row in _history(run)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])
     assert json.loads((run / "run.json").read_text())["dtype_policy"] == "mixed_bfloat16"
-    model = RunFolder(run).load_model()
+    model = load_model(run)
     assert model.get_layer("features_0_0").compute_dtype == "bfloat16" and model.output.dtype == "float32"
     compile_model(model, load_config(run / "config.yaml"), 1e-3, 10)
     assert model.optimizer.weight_decay is None  # Adam decays no weights unless asked
@@ -148,7 +150,7 @@ def test_smoke_mode_and_mixed_precision_on_signer_data(massey, tmp_path):
     assert info["dtype_policy"] == "mixed_bfloat16" and info["split_method"] == "signer"
     assert sum(info["split_counts"].values()) <= 10 * 36 * 3  # 10 images per class and signer
     assert len(_history(run)) == 1 and np.isfinite(float(_history(run)[0]["loss"]))
-    model = RunFolder(run).load_model()
+    model = load_model(run)
     assert model.get_layer("features_0_0").compute_dtype == "bfloat16" and model.output.dtype == "float32"
 
 
@@ -158,7 +160,7 @@ from keras_sign.backend import select_backend
 select_backend("jax")
 import keras
 from keras_sign.config import load_config
-from keras_sign.training import train
+from keras_sign.training.fit import train
 data, out = sys.argv[1], sys.argv[2]
 for devices in ("1", "2"):
     config = load_config(overrides=dict(data_dir=data, arch="shufflenetv2_x0_5", image_size=64, batch_size=12,
@@ -186,7 +188,7 @@ def test_data_parallel_on_two_host_devices_matches_one_device(small_digits, tmp_
     runs = [tmp_path / f"devices{n}" for n in (1, 2)]
     losses = [float(_history(run)[0]["loss"]) for run in runs]
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-3)
-    models = [RunFolder(run).load_model() for run in runs]
+    models = [load_model(run) for run in runs]
     images = np.random.default_rng(0).uniform(0, 255, (6, 64, 64, 3)).astype("float32")
     one, two = (keras.ops.convert_to_numpy(model(images)) for model in models)
     assert np.abs(one - two).max() < 1e-3
@@ -269,7 +271,7 @@ def test_progress_bars_follow_each_epochs_steps_and_a_scan_on_a_terminal_only(te
     import keras
 
     from keras_sign.data.scan import scan_folder
-    from keras_sign.training import EpochProgress
+    from keras_sign.training.fit import EpochProgress
 
     stderr = _Terminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)

@@ -9,8 +9,8 @@ import torch
 
 from conftest import SAMPLE, copy_subset, run_cli
 from keras_sign.models.registry import IMAGENET_MEAN
-from keras_sign.runs import RunFolder
-from keras_sign.training import head_layer_names
+from keras_sign.models.saving import load_model
+from keras_sign.training.fit import head_layer_names
 
 # Its tests share module-scoped trained runs: one worker runs them all (pytest-xdist --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("transfer")
@@ -47,7 +47,7 @@ def test_frozen_backbone_does_not_change_and_the_new_head_trains(source_run, tmp
     run = tmp_path / "frozen"
     _ok(run_cli("train", "--data-dir", other_classes, "--init-from", source_run, "--freeze-backbone", "1",
                 "--epochs", "1", "--out", run, *TINY))
-    source, tuned = RunFolder(source_run).load_model(), RunFolder(run).load_model()
+    source, tuned = load_model(source_run), load_model(run)
     assert _backbone_changes(source, tuned) == []
     assert tuned.output_shape == (None, 2)
     assert not np.array_equal(source.get_layer("classifier_0").get_weights()[0],
@@ -73,7 +73,7 @@ def test_after_the_frozen_epochs_everything_trains(source_run, tmp_path):
     _ok(run_cli("train", "--data-dir", json.loads((source_run / "run.json").read_text())["data_root"],
                 "--init-from", source_run, "--freeze-backbone", "1", "--epochs", "2", "--finetune-lr", "0.01",
                 "--out", run, *TINY))
-    assert len(_backbone_changes(RunFolder(source_run).load_model(), RunFolder(run).load_model())) > 10
+    assert len(_backbone_changes(load_model(source_run), load_model(run))) > 10
     history = (run / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["1", "2"]
     assert [float(line.split(",")[5]) for line in history[1:]] == pytest.approx([0.002, 0.01])

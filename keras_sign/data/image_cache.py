@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_sign.data.pipeline import decoded_images, decoded_stream, import_tensorflow
+from keras_sign.data.decode import import_tensorflow
+from keras_sign.data.pipeline import decoded_images, decoded_stream
 from keras_sign.errors import KerasSignError
-from keras_sign.runs import replaced_atomically
+from keras_sign.runs.atomic import replaced_atomically
 
 log = logging.getLogger("keras_sign")
 

@@ -5,7 +5,7 @@
 
 The page (static/, no file from the internet) sends JPEG frames over a WebSocket; each tab has its
 own spelling decoder. Frames go through the same functions as `keras-sign transcribe` (decode,
-centred crop, the training resize, the model, `keras_sign.spelling`), so the page and the command
+centred crop, the training resize, the model, `keras_sign.spelling.decoder`), so the page and the command
 line spell the same text. When the model is busy the newest frame wins: a frame that a newer one
 overtakes is dropped and counted, never queued. Photos and video files dropped on the page go
 through `predict` and `transcribe`.
@@ -20,10 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from keras_sign.errors import KerasSignError
-from keras_sign.spelling import DecoderSettings, SpellingDecoder, default_word_gap
+from keras_sign.spelling.decoder import DecoderSettings, SpellingDecoder, default_word_gap
 
 log = logging.getLogger("keras_sign")
 
@@ -56,8 +54,8 @@ class FrameModel:
 
     def classify_jpeg(self, data):
         """`(probabilities, {"decode", "model"} milliseconds)` of one encoded frame, or KerasSignError."""
-        from keras_sign.data.pipeline import decode_upright
-        from keras_sign.transcribe import crop_box, prepare_frames
+        from keras_sign.data.decode import decode_upright
+        from keras_sign.spelling.transcribe import crop_box, prepare_frames
 
         started = time.perf_counter()
         check_frame_size(data)
@@ -87,8 +85,7 @@ class FrameModel:
         self.frames = 0
 
     def top(self, probabilities, k=TOP):
-        best = np.argsort(probabilities)[::-1][:k]
-        return [[self.classifier.class_names[i], float(probabilities[i])] for i in best]
+        return [list(pair) for pair in self.classifier.top([probabilities], k)[0]]
 
 
 def check_frame_size(data):
@@ -277,7 +274,7 @@ async def _answer_frames(socket, session):
 
 
 def _predict_photo(model, data):
-    from keras_sign.predict import predict_files
+    from keras_sign.inference.predict import predict_files
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "photo"
@@ -291,8 +288,8 @@ def _predict_photo(model, data):
 
 def _transcribe_video(model, data, name, settings):
     """Spell an uploaded video; errors name the file as the user knows it, not the server's temporary copy."""
-    from keras_sign.transcribe import transcribe
-    from keras_sign.video import open_source
+    from keras_sign.spelling.transcribe import transcribe
+    from keras_sign.spelling.video import open_source
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"upload{Path(name).suffix or '.mp4'}"

@@ -8,9 +8,7 @@ weights map name to name. 2,542,856 parameters with 1000 classes.
 from keras import layers
 
 from keras_sign.models.blocks import conv_norm_act, make_divisible
-from keras_sign.models.registry import (
-    KERAS_APPLICATIONS_BASE_URL, PublishedWeights, register, torchvision_weights,
-)
+from keras_sign.models.registry import KERAS_APPLICATIONS_BASE_URL, PublishedWeights, register, torchvision_weights
 
 # (kernel, expanded channels, output channels, squeeze-excite, activation, stride): torchvision's table.
 SMALL_BLOCKS = [

@@ -33,7 +33,8 @@ from typing import Callable
 
 from keras_sign.errors import KerasSignError
 from keras_sign.models.registry import IMAGENET_MEAN, IMAGENET_STD, available_models, build_model, get_spec
-from keras_sign.runs import replaced_atomically
+from keras_sign.models.saving import load_model
+from keras_sign.runs.atomic import replaced_atomically
 
 log = logging.getLogger("keras_sign")
 
@@ -218,7 +219,8 @@ class StartingPoint:
 
 def starting_point(config, arch):
     """The StartingPoint of `config` (its `weights` and `init_from`) for the registered `arch`."""
-    from keras_sign.runs import RunFolder
+    from keras_sign.runs.folder import RunFolder
+    from keras_sign.runs.record import RunInfo
 
     if config.weights != "none":
         spec = get_spec(arch)
@@ -239,17 +241,17 @@ def starting_point(config, arch):
         )
     if config.init_from:
         source = RunFolder.open(config.init_from)
-        info = source.read_json("run.json")
-        if info["arch"] != arch:
+        info = RunInfo.read(source.path)
+        if info.arch != arch:
             raise KerasSignError(
-                f"--init-from {config.init_from} holds a {info['arch']} model, not {arch}; pass --arch {info['arch']}."
+                f"--init-from {config.init_from} holds a {info.arch} model, not {arch}; pass --arch {info.arch}."
             )
         return StartingPoint(
             description=f"the model of run {config.init_from}",
             normalization=f"copied from run {config.init_from}",
-            mean=info["normalization"]["mean"],
-            std=info["normalization"]["std"],
-            padding=info.get("padding", "torch"),
-            fill=lambda model: copy_matching_weights(source.load_model(), model),
+            mean=info.normalization["mean"],
+            std=info.normalization["std"],
+            padding=info.extra.get("padding", "torch"),
+            fill=lambda model: copy_matching_weights(load_model(source.path), model),
         )
     return StartingPoint("random initialisation", "training split", None, None, "torch", lambda model: [])

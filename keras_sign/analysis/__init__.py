@@ -1,0 +1,1 @@
+"""Analysis station: a run folder -> metrics, reports, calibration, plots and comparisons."""

@@ -1,0 +1,2 @@
+"""Training station: data -> model -> `model.fit` (Adam, categorical cross-entropy) -> run folder, with
+checkpoints, optimizers and learning-rate schedules."""

@@ -1,0 +1,120 @@
+"""Before training: scan and split the data, create or reopen the run folder.
+
+Everything here is written to the run folder before the first epoch, so a run
+that is resumed trains on exactly the split, normalisation and weights source
+it started with.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+from keras_sign.backend import environment_record
+from keras_sign.config import config_to_yaml, load_config
+from keras_sign.data.catalog import scan_dataset
+from keras_sign.data.pipeline import channel_mean_std
+from keras_sign.data.split import SPLITS, choose_method, make_split
+from keras_sign.errors import KerasSignError
+from keras_sign.models import canonical_name
+from keras_sign.runs.atomic import atomic_write_text
+from keras_sign.runs.folder import RunFolder, check_new_folder, default_run_path
+from keras_sign.runs.locks import FolderLock
+from keras_sign.runs.record import RunInfo, write_classes
+from keras_sign.training.checkpoints import read_state
+
+log = logging.getLogger("keras_sign")
+
+
+def scan_and_split(config):
+    """`(table, split method, assignment, {split: image count})` of the config's data, as training splits it."""
+    table = scan_dataset(config.dataset, config.data_dir, config.classes, config.cache_dir)
+    if config.limit_per_class:
+        table = table.limited(config.limit_per_class)
+    method = choose_method(config.split, table)
+    test_signers = config.test_signers.split(",") if config.test_signers else None
+    assignment = make_split(table, method, config.val_fraction, config.test_fraction, config.seed, test_signers,
+                            config.fold)
+    counts = {s: sum(a == s for a in assignment) for s in SPLITS}
+    log.info(
+        "%s: %d classes, %s layout, split %s: %s", table.root, len(table.class_names), table.layout, method,
+        ", ".join(f"{counts[s]} {s}" for s in SPLITS),
+    )
+    if counts["train"] == 0:
+        raise KerasSignError(f"The training split of {table.root} is empty; add images or lower the val/test fractions.")
+    return table, method, assignment, counts
+
+
+def new_run(config, backend, backend_reason, start, held):
+    """Scan and split the data, create the run folder and write everything known before training
+    (`start` is the run's `StartingPoint`).
+
+    The run folder is locked for this process until `held` (a `contextlib.ExitStack`) closes.
+    """
+    arch = canonical_name(config.arch)
+    dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
+    out = check_new_folder(config.out or default_run_path(dataset_name, arch), "Run folder")  # before the long scan
+    table, method, assignment, counts = scan_and_split(config)
+
+    run = RunFolder.create(out, dataset_name, arch, held)
+    log.info("Run folder: %s", run.path)
+    atomic_write_text(run.file("config.yaml"), config_to_yaml(config))
+    write_classes(run.path, table.class_names)
+    run.write_split(table.records, assignment)
+
+    mean, std = start.mean, start.std
+    if mean is None:
+        train = [r for r, a in zip(table.records, assignment) if a == "train"]
+        mean, std = channel_mean_std([table.root / r.path for r in train], config.image_size, config.center_crop,
+                                     [r.orientation for r in train])
+    environment = environment_record(backend, backend_reason)
+    info = RunInfo(
+        arch=arch, dataset=dataset_name, data_root=str(table.root.resolve()), image_size=config.image_size,
+        center_crop=config.center_crop, status="training", split_method=method,
+        normalization={"source": start.normalization, "mean": list(mean), "std": list(std)},
+        backend=environment.pop("backend"),
+        extra={
+            "layout": table.layout,
+            "split_counts": counts,
+            "skipped_files": [list(item) for item in table.skipped],
+            "rotated_files": sum(r.orientation != 1 for r in table.records),
+            "start": start.description,
+            "padding": start.padding,
+            **environment,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "total_seconds": 0.0,
+        },
+    )
+    info.write(run.path)
+    return run, info
+
+
+def open_for_resume(config, backend, held):
+    """The run folder of an interrupted (or extended) training and its record, locked for this process
+    until `held` closes. Everything is checked before anything is written: a refused resume leaves
+    the run folder as it was."""
+    run = RunFolder(config.out)
+    if not run.file("run.json").is_file() or not run.file("split.csv").is_file():
+        raise KerasSignError(f"{config.out} is not a run folder that training started; pass the folder given to --out.")
+    held.enter_context(FolderLock(run.path))
+    info = RunInfo.read(run.path)
+    if info.backend != backend:
+        raise KerasSignError(
+            f"{config.out} was trained with the {info.backend} backend; resume it with --backend "
+            f"{info.backend} (optimizer state does not carry across backends)."
+        )
+    planned = load_config(run.file("config.yaml")).epochs
+    if config.epochs != planned and config.schedule != "constant":
+        # The checkpointed optimizer holds a schedule laid out over the planned epochs.
+        raise KerasSignError(
+            f"{run.path} follows a {config.schedule} schedule over {planned} epochs; it cannot be stretched to "
+            f"{config.epochs}. Resume without --epochs, or start a new run with --init-from {run.path}."
+        )
+    state = read_state(run)
+    # A run killed after its last checkpoint (while it saved, calibrated or evaluated) is finished without training.
+    if (state["epoch"] >= config.epochs or state["stopped_early"]) and info.status == "finished":
+        raise KerasSignError(
+            f"{run.path} has already trained {state['epoch']} epoch(s)"
+            f"{' and stopped early' if state['stopped_early'] else ''}; pass a larger --epochs to train on."
+        )
+    atomic_write_text(run.file("config.yaml"), config_to_yaml(config))  # --epochs / --patience may change
+    return run, info
