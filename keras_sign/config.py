@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from keras_sign.backend import CHOICES as BACKEND_CHOICES
 from keras_sign.errors import KerasSignError
 
 log = logging.getLogger("keras_sign")
@@ -40,59 +41,92 @@ HOW_NOT_WHAT = ("checkpoint_every", "backend", "image_cache", "image_cache_dir")
 SMOKE = {"epochs": 1, "image_size": 32, "batch_size": 8, "limit_per_class": 10, "warmup_epochs": 0, "patience": None}
 
 
+def setting(default, help, *, choices=None, flag=False):
+    """A `TrainConfig` field with what the command line and the docs say of it: `help`, the allowed
+    `choices`, and `flag` for an on-only switch (--smoke) instead of an --x/--no-x pair."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything `keras-sign train` needs; defaults train on the embedded sample in about a minute."""
+    """Everything `keras-sign train` needs; defaults train on the embedded sample in about a minute. Each
+    field is declared once, here: `keras-sign train --help`, YAML configs and the docs' option table read
+    it (`keras_sign.cli.options`)."""
 
-    arch: str = "mobilenetv3_small"
-    dataset: str = "digits"
-    data_dir: str | None = None  # any folder; replaces `dataset` when set
-    classes: str | None = None  # None: the dataset's default; "all"; or "a,b,c"
-    split: str = "auto"  # auto: by signer where the data has signers, else stratified
-    test_signers: str | None = None  # "a,b": these signers are the test split (split by signer)
-    fold: str | None = None  # "i/k": fold i of a stratified k-fold is the test split (split stratified)
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    image_size: int = 64
-    center_crop: bool = False  # resize the shorter side to image_size / 0.875 and cut the centre (else squash)
-    batch_size: int = 32
-    epochs: int = 30
-    lr: float = 2e-3
-    dropout: float | None = None  # None: torchvision's (0.2 for MobileNetV3, none for the others)
+    arch: str = setting("mobilenetv3_small", "Architecture name (`keras-sign models` lists them).")
+    dataset: str = setting("digits", "Named dataset: digits (embedded), numbers, alphabet, fingerspelling.")
+    data_dir: str | None = setting(None, "Your own folder: ROOT/CLASS/image or ROOT/SIGNER/CLASS/image (replaces "
+                                         "--dataset).")
+    classes: str | None = setting(None, "Classes to use: 'all' or a comma-separated list (default: the dataset's "
+                                        "own).")
+    split: str = setting("auto", "How to split train/val/test: auto (by signer where the data has signers, else "
+                                 "stratified), stratified or signer.", choices=SPLIT_METHODS)
+    test_signers: str | None = setting(None, "Signers whose images are the test split (--split signer), e.g. hand3.")
+    fold: str | None = setting(None, "Test on fold i of a stratified k-fold, as i/k (--split stratified), e.g. 2/5.")
+    val_fraction: float = setting(0.1, "Share of the images (or signers) held out for validation.")
+    test_fraction: float = setting(0.1, "Share of the images (or signers) held out for testing.")
+    image_size: int = setting(64, "Side of the square model input in pixels (>= 32).")
+    center_crop: bool = setting(False, "Resize the shorter side to size / 0.875 and cut the centre (default: resize "
+                                       "the whole image).")
+    batch_size: int = setting(32, "Images per training step.")
+    epochs: int = setting(30, "Epochs to train.")
+    lr: float = setting(2e-3, "Adam learning rate.")
+    dropout: float | None = setting(None, "Dropout before the classifier (default: torchvision's, 0.2 for "
+                                          "MobileNetV3, none for the others).")
     # torchvision's MobileNetV3 uses 0.99 (PyTorch 0.01), tuned for 600 ImageNet epochs. Over the few
     # hundred steps of a small dataset the moving variance is then still mostly its initial 1.0 and
     # evaluation collapses to one class; 0.9 (PyTorch's default 0.1) settles within ~50 steps.
-    bn_momentum: float = 0.9
-    augment: bool = True
-    augment_policy: str = "light"  # light (small affine and contrast), strong or colour (data.pipeline.AUGMENT_POLICIES)
-    background_augment: bool = False  # replace a plain backdrop (hands on black or on a wall) by random ones
-    mix: str = "none"  # none, mixup or cutmix: blend pairs of training images and their labels (data.mixing)
-    mix_alpha: float | None = None  # the Beta(alpha, alpha) of the blend's share; None: 0.2 for mixup, 1.0 for cutmix
-    weights: str = "none"  # none, imagenet, imagenet-keras, or a .pth / .safetensors / .h5 / .weights.h5 file
-    init_from: str | None = None  # a run folder whose backbone starts this training
-    freeze_backbone: int = 0  # epochs that train only the head before everything is unfrozen
-    finetune_lr: float | None = None  # learning rate after unfreezing; default lr / 10
-    optimizer: str = "adam"  # adam (the study's) or adamw
-    weight_decay: float | None = None  # decoupled; None: 0 for adam, 0.01 for adamw (PyTorch's default)
-    label_smoothing: float = 0.0
-    schedule: str = "constant"  # constant, cosine (to 0) or step (x0.1 at 50% and 75% of the epochs)
-    warmup_epochs: int = 0  # linear warm-up to lr before the schedule
-    patience: int | None = None  # stop after this many epochs without a better validation accuracy
-    checkpoint_every: int | None = None  # None: spaced so that checkpoints take about 3% of training (see checkpoints)
-    image_cache: str = "auto"  # decoded images in memory, or in a file on disk (auto: disk when they are large)
-    image_cache_dir: str | None = None  # where disk caches live; default $KERAS_SIGN_IMAGE_CACHE or ~/.cache/keras_sign/images
-    mixed_precision: bool = False  # bfloat16 compute, float32 weights
-    deterministic: bool = False  # deterministic kernels and data order (slower); same seed, same weights
-    devices: str = "1"  # data parallel over N devices, or "all" (JAX backend)
-    limit_per_class: int | None = None  # at most this many images per class (and signer)
-    smoke: bool = False  # shrink everything to a seconds-long check (see SMOKE)
-    seed: int = 42
-    backend: str = "auto"
-    out: str | None = None  # run folder; default runs/<dataset>-<arch>-<time>
-    cache_dir: str | None = None  # where named datasets live
+    bn_momentum: float = setting(0.9, "Batch-norm moving-average momentum (Keras' convention).")
+    augment: bool = setting(True, "Training augmentation.")
+    augment_policy: str = setting("light", "light: small affine and contrast; strong: larger, plus colour, mirror, "
+                                           "erasing; colour: light plus brightness and colour cast.",
+                                  choices=tuple(AUGMENT_POLICIES))
+    background_augment: bool = setting(False, "Replace the plain backdrop behind the hand (black, a wall) by random "
+                                              "ones while training.")
+    mix: str = setting("none", "Blend pairs of training images and their labels: mixup (whole images) or cutmix (a "
+                               "pasted rectangle).", choices=MIX_METHODS)
+    mix_alpha: float | None = setting(None, "Beta(alpha, alpha) of the blend's share (default 0.2 for mixup, 1.0 for "
+                                            "cutmix).")
+    weights: str = setting("none", "Starting weights: none, imagenet (torchvision's), imagenet-keras "
+                                   "(keras.applications' MobileNetV3Small), or a .pth/.safetensors/.h5/.weights.h5 "
+                                   "file.")
+    init_from: str | None = setting(None, "Start from the model of another run folder (same architecture).")
+    freeze_backbone: int = setting(0, "Train only the head for N epochs, then unfreeze everything.")
+    finetune_lr: float | None = setting(None, "Learning rate after unfreezing (default: --lr / 10).")
+    optimizer: str = setting("adam", "adam (as the study) or adamw.", choices=OPTIMIZERS)
+    weight_decay: float | None = setting(None, "Decoupled weight decay (default 0 for adam, 0.01 for adamw).")
+    label_smoothing: float = setting(0.0, "Label smoothing of the cross-entropy.")
+    schedule: str = setting("constant", "Learning-rate schedule: constant, cosine (to 0) or step (x0.1 at 50% and "
+                                        "75% of the epochs).", choices=SCHEDULES)
+    warmup_epochs: int = setting(0, "Linear learning-rate warm-up before the schedule.")
+    patience: int | None = setting(None, "Stop after N epochs without a better validation accuracy.")
+    checkpoint_every: int | None = setting(None, "Checkpoint every N epochs (default: spaced to cost about 3% of "
+                                                 "the training time).")
+    image_cache: str = setting("auto", "Keep decoded images in memory or in a file on disk, read batch by batch "
+                                       "(auto: disk when they would take over a quarter of the memory).",
+                               choices=IMAGE_CACHES)
+    image_cache_dir: str | None = setting(None, "Where disk image caches live (default $KERAS_SIGN_IMAGE_CACHE or "
+                                                "~/.cache/keras_sign/images).")
+    mixed_precision: bool = setting(False, "bfloat16 compute, float32 weights.")
+    deterministic: bool = setting(False, "Deterministic kernels and data order (slower): same seed, same weights.")
+    devices: str = setting("1", "Data parallel over N devices or 'all' (JAX backend).")
+    limit_per_class: int | None = setting(None, "Use at most N images per class (and signer).")
+    smoke: bool = setting(False, "Shrink the job to a seconds-long check (1 epoch, 32 px, 10 images per class).",
+                          flag=True)
+    seed: int = setting(42, "Seeds the split, the initial weights, the batches and their augmentation.")
+    backend: str = setting("auto", "Keras backend; auto picks JAX on GPU/TPU, TensorFlow on CPU. KERAS_BACKEND wins.",
+                           choices=BACKEND_CHOICES)
+    out: str | None = setting(None, "Run folder to write (default runs/<dataset>-<arch>-<time>).")
+    cache_dir: str | None = setting(None, "Where named datasets live (default $KERAS_SIGN_DATA or "
+                                          "~/.keras/datasets/keras_sign).")
 
     def validate(self):
         """Raise `KerasSignError` naming the first bad value and what to use instead."""
+        for field in dataclasses.fields(self):
+            choices = field.metadata["choices"]
+            if choices and getattr(self, field.name) not in choices:
+                raise KerasSignError(f"{field.name} must be one of {', '.join(choices)} "
+                                     f"(got '{getattr(self, field.name)}').")
         checks = [
             (self.image_size >= 32, f"image_size must be at least 32 (got {self.image_size})."),
             (self.batch_size >= 1, f"batch_size must be a positive integer (got {self.batch_size})."),
@@ -105,8 +139,6 @@ class TrainConfig:
             (self.finetune_lr is None or self.finetune_lr > 0, f"finetune_lr must be positive (got {self.finetune_lr})."),
             (self.weights == "none" or self.init_from is None,
              "Use either --weights or --init-from: both set the starting weights."),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)} (got '{self.optimizer}')."),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)} (got '{self.schedule}')."),
             (self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})."),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1) (got {self.label_smoothing})."),
             (0 <= self.warmup_epochs < self.epochs,
@@ -118,13 +150,7 @@ class TrainConfig:
              f"devices must be a positive integer or 'all' (got '{self.devices}')."),
             (self.limit_per_class is None or self.limit_per_class >= 1,
              f"limit_per_class must be a positive integer (got {self.limit_per_class})."),
-            (self.image_cache in IMAGE_CACHES,
-             f"image_cache must be one of {', '.join(IMAGE_CACHES)} (got '{self.image_cache}')."),
-            (self.augment_policy in AUGMENT_POLICIES,
-             f"augment_policy must be one of {', '.join(AUGMENT_POLICIES)} (got '{self.augment_policy}')."),
-            (self.mix in MIX_METHODS, f"mix must be one of {', '.join(MIX_METHODS)} (got '{self.mix}')."),
             (self.mix_alpha is None or self.mix_alpha > 0, f"mix_alpha must be positive, e.g. 0.2 (got {self.mix_alpha})."),
-            (self.split in SPLIT_METHODS, f"split must be one of {', '.join(SPLIT_METHODS)} (got '{self.split}')."),
             (self.fold is None or _fold_ok(self.fold),
              f"fold must be 'i/k' with 1 <= i <= k and k >= 2, e.g. 1/5 (got '{self.fold}')."),
             (not (self.fold and self.test_signers), "Use either --test-signers or --fold: both choose the test split."),

@@ -12,3 +12,9 @@ from tqdm import tqdm
 def progress_bar(total, description, unit="image"):
     """A tqdm bar that vanishes when done, or does nothing where stderr is not a terminal."""
     return tqdm(total=total, desc=description, unit=unit, disable=None, leave=False, dynamic_ncols=True)
+
+
+def status_line():
+    """One terminal line that a caller rewrites in place (`set_description_str`), cut to the terminal's width;
+    disabled where stderr is not a terminal."""
+    return tqdm(bar_format="{desc}", disable=None, leave=True, dynamic_ncols=True)
