@@ -6,7 +6,7 @@ For each architecture (a fresh process): the model compiled as `keras-sign train
 trains one epoch (to trace) on seeded random pixels the size of the embedded sample (320 training
 and 40 validation images, 10 classes), then a second, timed epoch. keras-sign's own `Checkpointer`
 (spacing policy, epoch and best files, real writes into a temporary run folder) then sees `--epochs`
-epochs of that length, with the validation accuracy of the README's default job, epoch by epoch,
+epochs of that length, with the validation accuracy of the default job (docs/training.md), epoch by epoch,
 and every write it makes is timed. The table gives the epoch time, the checkpoints written, the
 seconds they took and their share of the training time; the seconds `best.keras` takes when
 training ends (an inference model like `model.keras`, once per run); and, side by side, what one
@@ -26,7 +26,7 @@ from training_speed import report, worker_records  # noqa: E402
 
 TRAIN_IMAGES, VAL_IMAGES, CLASSES = 320, 40, 10  # the embedded sample's
 
-# The default job's validation accuracy per epoch (the README's `keras-sign train`, seed 42): when
+# The default job's validation accuracy per epoch (`keras-sign train`, seed 42, docs/training.md): when
 # the best epoch moves, the Checkpointer keeps its values and writes best.npz as well.
 VAL_ACCURACY = [0.1, 0.1, 0.1, 0.1, 0.15, 0.375, 0.525, 0.55, 0.6, 0.625, 0.575, 0.625, 0.725, 0.75, 0.75,
                 0.75, 0.825, 0.75, 0.825, 0.85, 0.9, 0.9, 0.9, 0.875, 0.975, 0.85, 0.825, 0.925, 0.975, 0.9]

@@ -27,7 +27,7 @@ AUGMENT_POLICIES = {
     "light": {"rotation": 0.05, "shift": 0.1, "zoom": 0.1, "contrast": 0.2},
     # light's geometry plus colour, mirror and erasing: a first setting with twice the geometry (rotation
     # 0.08, shift 0.15, zoom 0.2), brightness 40, gain 0.2 and erasing 0.3 left MobileNetV3-Small at 0.2-0.5
-    # training accuracy after 30 epochs (README, "How well does it generalise?")
+    # training accuracy after 30 epochs (docs/results.md, "How well does it generalise?")
     "strong": {"rotation": 0.05, "shift": 0.1, "zoom": 0.15, "contrast": 0.3, "brightness": 25.0, "gain": 0.1,
                "mirror": True, "erase": 0.25},
     # light's geometry plus strong's colour alone: another signer's skin, light and camera white balance
@@ -116,7 +116,7 @@ class TrainConfig:
     seed: int = setting(42, "Seeds the split, the initial weights, the batches and their augmentation.")
     backend: str = setting("auto", "Keras backend; auto picks JAX on GPU/TPU, TensorFlow on CPU. KERAS_BACKEND wins.",
                            choices=BACKEND_CHOICES)
-    out: str | None = setting(None, "Run folder to write (default runs/<dataset>-<arch>-<time>).")
+    out: str | None = setting(None, "Run folder to write (default `runs/<dataset>-<arch>-<time>`).")
     cache_dir: str | None = setting(None, "Where named datasets live (default $KERAS_SIGN_DATA or "
                                           "~/.keras/datasets/keras_sign).")
 

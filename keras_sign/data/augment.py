@@ -10,7 +10,7 @@ Mixup (Zhang et al., 2018) blends whole images: `lam * a + (1 - lam) * b`. CutMi
 2019) pastes a rectangle of `b` into `a`, covering `1 - lam` of its area. The one-hot labels are
 blended by the same share, so the model is asked for "70% A, 30% B" rather than a single class:
 a regulariser meant against memorising the few signers it sees (on leave-one-signer-out Massey
-neither paid: README, "How well does it generalise?"). Each image is paired with the one before it
+neither paid: docs/results.md, "How well does it generalise?"). Each image is paired with the one before it
 in its (already shuffled) batch, and `lam` is drawn per image from Beta(alpha, alpha).
 """
 

@@ -25,7 +25,7 @@ every export is.
 What int8 activations cannot beat is the Keras model's own steadiness: `noise_stability` measures
 how many answers survive Gaussian noise of one grey level on the input, which is smaller than what
 int8 rounding does inside the network. Models that change 2% of their answers under such noise end
-up on a weights-only recipe (measured in the README).
+up on a weights-only recipe (measured in docs/export.md, "int8 that keeps the model's answers").
 """
 
 import csv

@@ -34,13 +34,13 @@ from keras_sign.errors import KerasSignError
 SPACE, DELETE, IDLE = "space", "del", "nothing"
 
 
-WORD_GAP_WITHOUT_SPACE_CLASS = 0.5  # seconds; measured with the defaults below (README, "From signs to text")
+WORD_GAP_WITHOUT_SPACE_CLASS = 0.5  # seconds; measured with the defaults below (docs/sign-to-text.md, "How well it spells")
 
 
 @dataclasses.dataclass(frozen=True)
 class DecoderSettings:
     """The decoder's thresholds. The defaults won a grid search (benchmarks/tune_decoder.py) on clips
-    built from the validation photos of a Massey and an ASL Alphabet model (README)."""
+    built from the validation photos of a Massey and an ASL Alphabet model (docs/sign-to-text.md)."""
 
     hold: float = 0.2  # seconds a candidate must last before it is committed
     min_confidence: float = 0.6  # smoothed probability of the top class

@@ -6,8 +6,8 @@
     keras-sign ensemble crossval/massey-resnet18 crossval/massey-mobilenetv3 --out ensembles/massey-crossval
 
 Models of other architectures and input sizes err on other photos, so their mean errs less: on
-leave-one-signer-out Massey four models together beat the best of them (README, "How well does it
-generalise?"). The ensemble is one plain Keras model (`model.keras`, loadable by `keras.saving.load_model`
+leave-one-signer-out Massey four models together beat the best of them (docs/results.md,
+"Ensembles"). The ensemble is one plain Keras model (`model.keras`, loadable by `keras.saving.load_model`
 without keras-sign): its input is the largest member's size, and a smaller member sees the image resized
 inside the model (bilinear, antialiased, as training resizes). Beside it, `model.json` and `labels.txt`
 say what inference needs (classes, input size) and which runs it holds, so `predict`, `transcribe` and

@@ -18,7 +18,7 @@ best epoch's model, for inference like `model.keras`.
 A checkpoint is the variables' values alone, not a `.keras` file, because
 Keras' saving walks every layer and optimizer slot in Python: for
 MobileNetV3-Small's 19 MB, 0.31 s as `.keras` against 0.05 s as `.npz`
-(BENCHMARKS.md, "Checkpoints per architecture"). A checkpoint is written after
+(docs/benchmarks.md, "Checkpoints per architecture"). A checkpoint is written after
 the first epoch and then whenever the epochs since the last one took 33 times
 as long as writing it and keeping the new best epochs' values in memory
 (every epoch once epochs are that long): checkpoints cost about 3% of the

@@ -140,7 +140,7 @@ def create_step_variables(model):
 
     Keras creates them in the first training step; TensorFlow traces a function that creates
     variables twice, and the training step is the costliest trace of a run (the default job's first
-    epoch: 19.2 s, 10.0 s with this; BENCHMARKS.md).
+    epoch: 19.2 s, 10.0 s with this; docs/benchmarks.md).
     """
     model.optimizer.build(model.trainable_variables)
     probe = np.zeros((1, model.output_shape[-1]), "float32")

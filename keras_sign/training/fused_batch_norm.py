@@ -4,7 +4,7 @@ Keras' BatchNormalization computes a batch's moments and the normalisation from 
 ops, and their gradients from many more (a MobileNetV3-Small has 34 such layers, a ResNet-18 20,
 a ShuffleNetV2 56). TensorFlow's `FusedBatchNormV3` does each direction in one kernel (oneDNN's on
 a CPU), as PyTorch does. The answers differ from Keras' only by float rounding, and the default
-job's wall time fell by 12% (BENCHMARKS.md, "End to end").
+job's wall time fell by 12% (docs/benchmarks.md, "End to end").
 
 Only the training-mode call of each layer instance is replaced, and only under TensorFlow; the
 layers stay Keras' own class, so a saved model loads in plain Keras and runs Keras' own code

@@ -6,7 +6,7 @@
 Keras' Adam builds its update from about twenty small ops per weight; TensorFlow traces each one
 into the training step, and a MobileNetV3-Small has 142 weights. `tf.raw_ops.ResourceApplyAdam`
 computes the same update (the same formula, moments and bias correction) in one kernel, so the
-first epoch traces faster and every step launches fewer kernels (BENCHMARKS.md, "End to end").
+first epoch traces faster and every step launches fewer kernels (docs/benchmarks.md, "End to end").
 The answers differ from Keras' Adam only by float rounding. Under JAX and PyTorch, with a
 distribution strategy (data-parallel training), with AMSGrad or with sparse gradients, Keras' own
 update runs unchanged. Weight decay, gradient clipping and loss scaling stay Keras' own: they act
