@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-# In-process tests share one backend; every backend gets its own process in test_end_to_end.py.
+# In-process tests share one backend; every backend gets its own process in tests/training/test_fit.py.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Two xdist workers share the cores: one compute thread each (TensorFlow, PyTorch; the processes tests start
@@ -20,17 +20,20 @@ for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_T
     os.environ.setdefault(_variable, "1")
 # JAX processes compile with LLVM's optimisations off: the tests wait on XLA compiling far more than on the
 # compiled code (plain Keras predicting with three models: 21 s -> 12 s). It changes JAX's rounding, so a test
-# that judges how well JAX trains removes it (test_end_to_end.py).
+# that judges how well JAX trains removes it (tests/training/test_fit.py).
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 collect_ignore = ["parity/make_fixtures.py"]  # a script for a torchvision environment, not a test module
 
 # The modules that take longest on 2 cores (their tests' seconds added up, measured), run first: xdist hands
 # out work in this order (with --no-loadscope-reorder), and a long module handed out last keeps one worker
-# busy while the other has nothing left to do.
-LONGEST_FIRST = ["test_export", "test_training", "test_reliability", "test_sign_to_text", "test_artifacts",
-                 "test_transfer", "test_analysis", "test_generalisation", "test_ensemble", "test_models",
-                 "test_demo_browser"]
+# busy while the other has nothing left to do. An xdist group is handed out where its first test comes, so
+# the first module of each long group is ranked by the group's seconds: test_bundle for "export",
+# test_evaluate for "analysis" and "users_run", test_predict for "sign_to_text". Test modules are named
+# uniquely across the station folders, so a module's stem names it.
+LONGEST_FIRST = ["test_bundle", "test_ensembles", "test_evaluate", "test_predict", "test_saving", "test_transfer",
+                 "test_checkpoints", "test_reproduce", "test_train", "test_fit", "test_models", "test_parity",
+                 "test_calibration", "test_server", "test_browser", "test_pretrained"]
 
 
 def pytest_collection_modifyitems(items):
@@ -39,6 +42,19 @@ def pytest_collection_modifyitems(items):
         return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: each module keeps its own order
+
+
+@pytest.fixture(autouse=True)
+def float32_after_each_test():
+    """Keras' global dtype policy back at float32 after every test. `train --mixed-precision` sets it for the
+    rest of its process, and `run_cli` runs that command in this one: a later test of the same worker then
+    built bfloat16 models, which TFLite cannot convert and which compute other numbers (the order of the tests
+    decides which worker runs what, so this failed only now and then)."""
+    yield
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.config.set_dtype_policy("float32")
+
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("KERAS_SIGN_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -77,6 +93,19 @@ def small_digits(tmp_path):
     return copy_subset(SAMPLE, tmp_path / "digits3", ["0", "1", "2"], 10)
 
 
+@pytest.fixture
+def three_signers(tmp_path):
+    """The embedded sample's photos of 3 digits, dealt out to 3 signer folders."""
+    root = tmp_path / "signers"
+    for number, signer in enumerate(["ann", "bob", "cy"]):
+        copy_subset(SAMPLE, tmp_path / "all" / signer, ["0", "1", "2"], 12)
+        for folder in (tmp_path / "all" / signer).iterdir():
+            (root / signer / folder.name).mkdir(parents=True)
+            for photo in sorted(folder.iterdir())[number * 4:(number + 1) * 4]:
+                photo.rename(root / signer / folder.name / photo.name)
+    return root
+
+
 def built_once(tmp_path_factory, worker_id, name, build):
     """`build(folder)` (a dict of JSON values) made once per test session, whichever xdist workers ask:
     the first builds it into a folder they share, under a lock; the others wait and read it back."""
@@ -113,6 +142,26 @@ def run_cli(*args, backend=None, cwd=None, fresh=False):
         [sys.executable, "-m", "keras_sign.cli", *args],
         capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=600,
     )
+
+
+def invoke(*args):
+    """The real command line, in this process (CliRunner): `(exit code, output)`."""
+    from click.testing import CliRunner
+
+    from keras_sign.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def one_line_error(code, output, *fragments):
+    """Assert that a command failed with exit status 1 and one `Error:` line holding each of `fragments`,
+    without a traceback."""
+    assert code == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
 
 
 def _run_in_process(args):

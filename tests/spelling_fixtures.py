@@ -1,8 +1,11 @@
-"""A model trained here that spells, and a clip it spells: shared by the sign-to-text and the browser tests.
+"""A model trained here that spells, and a clip it spells: shared by the predict, classifier, runtimes,
+spelling and browser tests.
 
-The model is trained once per session, whichever pytest-xdist worker asks first (`built_once`).
+The model is trained, and the clip built, once per session, whichever pytest-xdist worker asks first
+(`built_once`).
 """
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,17 +61,30 @@ def trained(tmp_path_factory, worker_id):
     return {key: Path(value) for key, value in built_once(tmp_path_factory, worker_id, "spelling", build).items()}
 
 
-@pytest.fixture(scope="module")
-def clip(trained, tmp_path_factory):
+@pytest.fixture
+def bundle(trained, tmp_path):
+    """A copy of the trained model's TFLite bundle, for a test to damage."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(trained["bundle"], copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def clip(trained, tmp_path_factory, worker_id):
     """TEXT spelled with the training photos that the model classifies right and surely, as frames and mp4:
     the transcription is tested, not the tiny model."""
-    paths, labels, orientations, class_names, description = clip_photos(trained["run"], "train")
-    rows, _ = predict_files(load_classifier(trained["bundle"]), paths, top_k=1)
-    known = [i for i, row in enumerate(rows)
-             if row["predictions"][0]["class"] == class_names[labels[i]] and row["predictions"][0]["probability"] > 0.9]
-    assert {labels[i] for i in known} == {0, 1, 2, 3}, "the model learned too little to spell with"
-    folder = tmp_path_factory.mktemp("clip") / "clip"
-    summary = build_clip(TEXT, [paths[i] for i in known], [labels[i] for i in known],
-                         [orientations[i] for i in known], class_names, folder, fps=15, size=96, seed=4,
-                         photos=description)
-    return folder, summary
+
+    def build(root):
+        paths, labels, orientations, class_names, description = clip_photos(trained["run"], "train")
+        rows, _ = predict_files(load_classifier(trained["bundle"]), paths, top_k=1)
+        known = [i for i, row in enumerate(rows) if row["predictions"][0]["class"] == class_names[labels[i]]
+                 and row["predictions"][0]["probability"] > 0.9]
+        assert {labels[i] for i in known} == {0, 1, 2, 3}, "the model learned too little to spell with"
+        folder = root / "clip"
+        summary = build_clip(TEXT, [paths[i] for i in known], [labels[i] for i in known],
+                             [orientations[i] for i in known], class_names, folder, fps=15, size=96, seed=4,
+                             photos=description)
+        return {"folder": str(folder), "summary": summary}
+
+    built = built_once(tmp_path_factory, worker_id, "spelling_clip", build)
+    return Path(built["folder"]), built["summary"]

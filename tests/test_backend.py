@@ -1,5 +1,8 @@
+"""`keras_sign.backend`: which backend runs, and why; what needs JAX."""
+
 import pytest
 
+from conftest import run_cli
 from keras_sign.backend import jax_sees_accelerator, resolve_backend
 from keras_sign.errors import KerasSignError
 
@@ -25,3 +28,9 @@ def test_explicit_flag_and_environment_precedence():
 def test_unsupported_backends_are_refused(requested, environ, message):
     with pytest.raises(KerasSignError, match=message):
         resolve_backend(requested, environ=environ)
+
+
+def test_data_parallel_needs_jax_and_a_divisible_batch(small_digits, tmp_path):
+    result = run_cli("train", "--data-dir", small_digits, "--devices", "2", "--backend", "tensorflow",
+                     "--out", tmp_path / "r")
+    assert result.returncode != 0 and "needs the JAX backend" in result.stderr

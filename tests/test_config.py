@@ -1,5 +1,11 @@
+"""`keras_sign.config`: defaults, files and flags, every bad value named in one sentence, and config files as
+Windows editors save them."""
+
+import numpy as np
 import pytest
 
+from conftest import invoke as _invoke
+from conftest import one_line_error as _one_line_error
 from keras_sign.config import TrainConfig, config_to_yaml, load_config
 from keras_sign.errors import KerasSignError
 
@@ -63,3 +69,37 @@ def test_smoke_says_what_it_changes(caplog):
         config = load_config(overrides={"smoke": True, "image_size": 48, "epochs": 5})
     assert (config.image_size, config.epochs, config.batch_size, config.limit_per_class) == (32, 1, 8, 10)
     assert "--smoke: image_size 48 -> 32" in caplog.text and "epochs 5 -> 1" in caplog.text
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"fold": "7/5"}, "fold must be 'i/k'"),
+    ({"fold": "1/1"}, "fold must be 'i/k'"),
+    ({"fold": "1/5", "test_signers": "a"}, "either --test-signers or --fold"),
+    ({"augment_policy": "wild"}, "augment_policy must be one of light, strong"),
+    ({"mix": "blend"}, "mix must be one of none, mixup, cutmix"),
+    ({"mix": "mixup", "mix_alpha": 0}, "mix_alpha must be positive"),
+])
+def test_fold_and_augmentation_settings_are_checked(overrides, message):
+    from keras_sign.config import load_config
+
+    with pytest.raises(KerasSignError, match=message):
+        load_config(overrides=overrides)
+
+
+@pytest.mark.parametrize("encoding, prefix", [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"),
+                                              ("utf-16-be", b"\xfe\xff")])
+def test_config_files_from_windows_editors_load(tmp_path, encoding, prefix):
+    """Defect 11: a UTF-16 config (Windows PowerShell's `>`) raised UnicodeDecodeError."""
+    path = tmp_path / "c.yaml"
+    path.write_bytes(prefix + "epochs: 7\narch: resnet18  # ResNet-18 für Buchstaben\n".encode(encoding))
+    config = load_config(path)
+    assert (config.epochs, config.arch) == (7, "resnet18")
+
+
+def test_a_binary_config_is_one_clear_line(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(np.random.default_rng(0).bytes(300))
+    _one_line_error(*_invoke("train", "--config", path), "is not a text file in UTF-8", "save it as UTF-8")
+    path.write_bytes(b"epochs: 3\x00\x00\n")
+    with pytest.raises(KerasSignError, match="not a text file"):
+        load_config(path)

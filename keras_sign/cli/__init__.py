@@ -13,11 +13,11 @@
 
 One module per command group: `train` (train, crossval, sweep, reproduce), `analyse` (evaluate,
 calibrate, compare), `ship` (export, ensemble, benchmark), `spell` (predict, transcribe, demo) and
-`data` (data ..., models); `main` holds the group itself, `options` the options made from
+`data` (data ..., models), `hands`; `main` holds the group itself, `options` the options made from
 `keras_sign.config.TrainConfig`.
 """
 
-from keras_sign.cli import analyse, data, ship, spell, train  # noqa: F401  (each adds its commands to `cli`)
+from keras_sign.cli import analyse, data, hands, ship, spell, train  # noqa: F401  (each adds its commands to `cli`)
 from keras_sign.cli.main import cli, main
 from keras_sign.cli.options import FINITE_FLOAT
 from keras_sign.cli.spell import SKIPPED_EXIT

@@ -1,0 +1,18 @@
+"""`keras-sign models` (`keras_sign.models.summary`, `keras_sign.models.flops`): parameters and multiply-adds
+counted from the built graphs."""
+
+from conftest import run_cli
+
+
+def _assert_ok(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_models_table_counts_parameters_and_flops_from_the_graph():
+    result = run_cli("models")
+    _assert_ok(result)
+    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| ")}
+    # torchvision publishes 11,689,512 parameters and 1.814 GFLOPS (multiply-adds) for resnet18 at 224.
+    assert "11,689,512" in rows["resnet18"] and "| 1.814 |" in rows["resnet18"]
+    assert "| 0.057 |" in rows["mobilenetv3_small"] and "mobilenetv3" in rows["mobilenetv3_small"]
+    assert len([name for name in rows if name.startswith("shufflenetv2_x")]) == 4
