@@ -35,6 +35,7 @@ AUGMENT_POLICIES = {
 }
 MIX_DEFAULT_ALPHA = {"mixup": 0.2, "cutmix": 1.0}  # Beta(alpha, alpha) of the blends: the papers' ImageNet settings
 MIX_METHODS = ("none", *MIX_DEFAULT_ALPHA)
+HAND_STAGES = ("none", "crop")  # crop: the square around the hand (keras_sign.hands); none: the whole photo
 IMAGE_CACHES = ("auto", "memory", "disk")  # where decoded training images are kept (data.image_cache)
 # Settings that change where or how fast a run computes, not what it computes: a resume may change them.
 HOW_NOT_WHAT = ("checkpoint_every", "backend", "image_cache", "image_cache_dir")
@@ -77,6 +78,16 @@ class TrainConfig:
     # hundred steps of a small dataset the moving variance is then still mostly its initial 1.0 and
     # evaluation collapses to one class; 0.9 (PyTorch's default 0.1) settles within ~50 steps.
     bn_momentum: float = setting(0.9, "Batch-norm moving-average momentum (Keras' convention).")
+    hands: str = setting("none", "crop: find the hand first (MediaPipe's hand models) and train on the square "
+                                 "around it; photos without a hand are left out of training and answer `nothing` "
+                                 "in evaluation. none: the whole photo.", choices=HAND_STAGES)
+    hand_models: str = setting("full", "The hand stage's models: full, or lite (faster).", choices=("full", "lite"))
+    hand_margin: float = setting(0.25, "The hand's crop: the square around its landmarks, grown by this share of "
+                                       "its side on each side.")
+    mirror_left: bool = setting(True, "With --hands crop: mirror left hands, so the model sees every hand as a "
+                                      "right hand.")
+    hand_cache_dir: str | None = setting(None, "Where the hands found in each photo are kept (default "
+                                               "$KERAS_SIGN_HAND_CACHE or ~/.cache/keras_sign/hands).")
     augment: bool = setting(True, "Training augmentation.")
     augment_policy: str = setting("light", "light: small affine and contrast; strong: larger, plus colour, mirror, "
                                            "erasing; colour: light plus brightness and colour cast.",
@@ -150,6 +161,7 @@ class TrainConfig:
              f"devices must be a positive integer or 'all' (got '{self.devices}')."),
             (self.limit_per_class is None or self.limit_per_class >= 1,
              f"limit_per_class must be a positive integer (got {self.limit_per_class})."),
+            (0 <= self.hand_margin <= 2, f"hand_margin must be between 0 and 2, e.g. 0.25 (got {self.hand_margin})."),
             (self.mix_alpha is None or self.mix_alpha > 0, f"mix_alpha must be positive, e.g. 0.2 (got {self.mix_alpha})."),
             (self.fold is None or _fold_ok(self.fold),
              f"fold must be 'i/k' with 1 <= i <= k and k >= 2, e.g. 1/5 (got '{self.fold}')."),

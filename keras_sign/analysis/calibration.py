@@ -137,13 +137,13 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
     run = RunFolder.open(run_path)
     check_writable(run.path, "run folder (calibrate writes calibration.json there)")
     info = RunInfo.read(run.path)
-    files = run.split_files("val")
+    files = run.split_files("val").with_hands()  # with a hand stage, photos without a hand never reach the model
     if len(files.paths) < MIN_CALIBRATION_IMAGES:
         raise KerasSignError(f"{run.path} has {len(files.paths)} validation images; calibration needs at least "
                              f"{MIN_CALIBRATION_IMAGES} (train with a larger val_fraction).")
     classifier = load_classifier(run.path, model=model)
     probabilities = classifier.predict(image_batches(files.paths, info.image_size, info.center_crop, files.orientations,
-                                                     batch_size), calibrated=False)
+                                                     batch_size, files.crops), calibrated=False)
     calibration = note_shared_signers(fit(probabilities, files.labels, max_false_accept), run, info, shown_as)
     write_calibration(run.path, calibration)
     log.info("Calibrated on %d validation images: temperature %.3f (NLL %.3f -> %.3f, ECE %.3f -> %.3f); "

@@ -38,6 +38,7 @@ TSNE_PERPLEXITY = 30.0  # scikit-learn's default, lowered for small sets (it mus
 REPORT_COLUMNS = ("class", "precision", "recall", "f1", "support")
 AVERAGES = ("macro avg", "weighted avg")
 CONFUSION_CORNER = "true\\predicted"
+NO_HAND = "no hand"  # the answer to a photo without a hand, for a model that has no `nothing` class
 
 
 def report_dict(y_true, y_pred, class_names, labels):
@@ -112,11 +113,13 @@ def tsne_points(features, max_points=TSNE_POINTS, seed=TSNE_SEED):
 
 
 def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
-    """`(root, relative paths, class indices, orientations, description, left-out folders)` of the images to
-    score: the test split, or the class folders of `data_dir` mapped onto the model's classes
-    (`keras_sign.data.class_map`; `class_map` is a YAML file for what names alone do not match)."""
+    """`(root, relative paths, class indices, orientations, crops, description, left-out folders)` of the images
+    to score: the test split, or the class folders of `data_dir` mapped onto the model's classes
+    (`keras_sign.data.class_map`; `class_map` is a YAML file for what names alone do not match). `crops` are
+    the hands' squares under the run's hand stage (None per photo without a hand), or None without a stage."""
     from keras_sign.data.class_map import map_classes, read_class_map
     from keras_sign.data.scan import scan_folder, summarised
+    from keras_sign.inference.hand_crops import crops_of_files
 
     index = {name: i for i, name in enumerate(class_names)}
     if data_dir is None:
@@ -127,15 +130,29 @@ def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
             raise KerasSignError(f"{run.path} has no test split to evaluate; pass --data-dir PATH with labelled images.")
         root = Path(info.data_root)
         paths = [str(path.relative_to(root)) for path in files.paths]
-        return root, paths, files.labels, files.orientations, "test split", []
+        return root, paths, files.labels, files.orientations, files.crops, "test split", []
     table = scan_folder(data_dir, min_classes=1)  # one known class is a fine thing to evaluate
     mapped, left_out = map_classes(table.class_names, class_names, read_class_map(class_map) if class_map else None)
     if left_out:
         log.warning("Left out %d class folder(s) of %s that are not classes of the model: %s.", len(left_out),
                     data_dir, summarised(left_out, "metrics.json lists them all"))
     records = [r for r in table.records if r.label in mapped]
+    crops = None
+    if info.hands:
+        crops = crops_of_files([table.root / r.path for r in records], [r.sha1 for r in records], info.hands)
     return (table.root, [str(r.path) for r in records], [index[mapped[r.label]] for r in records],
-            [r.orientation for r in records], str(Path(data_dir).resolve()), left_out)
+            [r.orientation for r in records], crops, str(Path(data_dir).resolve()), left_out)
+
+
+def no_hand_answer(class_names):
+    """`(class index, names)`: what a photo without a hand answers. The model's `nothing` class where it has one;
+    else a "no hand" column added to the names (wrong for every sign)."""
+    from keras_sign.hands.detector import NO_HAND_CLASS
+
+    lower = [str(name).lower() for name in class_names]
+    if NO_HAND_CLASS in lower:
+        return lower.index(NO_HAND_CLASS), list(class_names)
+    return len(class_names), [*class_names, NO_HAND]
 
 
 def output_suffix(run, data_dir, name, source, tta=False):
@@ -189,21 +206,32 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     info = RunInfo.read(run.path)
     classifier = load_classifier(run.path, model=model)
     class_names = classifier.class_names
-    root, paths, labels, orientations, source, left_out = _images_to_evaluate(run, info, class_names, data_dir,
-                                                                               class_map)
+    root, paths, labels, orientations, crops, source, left_out = _images_to_evaluate(run, info, class_names, data_dir,
+                                                                                      class_map)
     suffix = output_suffix(run, data_dir, name, source, tta)
+    # With a hand stage, the model sees the photos that hold a hand; the others answer `nothing`.
+    seen = list(range(len(paths))) if crops is None else [i for i, crop in enumerate(crops) if crop is not None]
+    if not seen:
+        raise KerasSignError(f"None of the {len(paths)} photos to evaluate holds a hand the hand stage finds.")
 
     def images(transform=lambda batch: batch):
-        return (transform(batch) for batch in image_batches([root / p for p in paths], info.image_size,
-                                                              info.center_crop, orientations, batch_size))
+        return (transform(batch) for batch in image_batches(
+            [root / paths[i] for i in seen], info.image_size, info.center_crop,
+            None if orientations is None else [orientations[i] for i in seen], batch_size,
+            None if crops is None else [crops[i] for i in seen]))
 
-    features, probabilities = classifier.features_and_probabilities(images())
+    features, seen_probabilities = classifier.features_and_probabilities(images())
     if tta:  # the mean of the image's and its mirror image's probabilities (a left-handed signer's sign)
         mirrored = classifier.predict(images(lambda batch: batch[:, :, ::-1]), calibrated=False)
-        probabilities = (probabilities + mirrored) / 2
+        seen_probabilities = (seen_probabilities + mirrored) / 2
     y_true = np.asarray(labels)
+    probabilities = np.zeros((len(paths), len(class_names)), np.float32)
+    probabilities[seen] = seen_probabilities
     y_pred = probabilities.argmax(axis=-1)
-
+    unseen = np.setdiff1d(np.arange(len(paths)), seen)
+    if len(unseen):
+        answer, class_names = no_hand_answer(class_names)
+        y_pred[unseen] = answer
     present = sorted(set(y_true.tolist()))
     # Rows: the classes present; columns: those and any other class the model answered.
     shown = sorted(set(present) | set(y_pred.tolist()))
@@ -214,20 +242,28 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
         counts = confusion_matrix(y_true, y_pred, labels=shown)
     metrics = {**classification_metrics(report, class_names, present), "evaluated_on": source,
                **({"test_time_augmentation": "mean with the mirror image"} if tta else {})}
-    if len(present) < len(class_names):
-        text += f"\n(averages over the {len(present)} of the model's {len(class_names)} classes present in the images)\n"
+    model_classes = len(classifier.class_names)
+    if crops is not None:
+        metrics["without_hand"] = int(len(unseen))
+        text += (f"\n{len(unseen)} of the {len(paths)} photos hold no hand the hand stage finds: they answer "
+                 f"'{class_names[answer]}' (counted in every figure above)\n" if len(unseen) else
+                 f"\nthe hand stage found a hand in each of the {len(paths)} photos\n")
+    if len(present) < model_classes:
+        text += f"\n(averages over the {len(present)} of the model's {model_classes} classes present in the images)\n"
         # A model of 36 signs tested on 10 digits: also score it as if it knew only those 10.
-        within = probabilities[:, present].argmax(axis=-1)
-        metrics["accuracy_within_evaluated_classes"] = float(np.mean(np.asarray(present)[within] == y_true))
-        text += (f"accuracy {metrics['accuracy']:.3f} over all {len(class_names)} classes; "
+        within = np.asarray(present)[probabilities[:, present].argmax(axis=-1)]
+        if len(unseen):
+            within[unseen] = answer if answer in present else -1
+        metrics["accuracy_within_evaluated_classes"] = float(np.mean(within == y_true))
+        text += (f"accuracy {metrics['accuracy']:.3f} over all {model_classes} classes; "
                  f"{metrics['accuracy_within_evaluated_classes']:.3f} with the answer restricted to the "
                  f"{len(present)} evaluated\n")
     if left_out:
         metrics["left_out_folders"] = left_out
     calibration = classifier.record.calibration
     if calibration:
-        metrics["calibration"], rows_before, rows_after, risk = evaluate_calibration(probabilities, y_true,
-                                                                                     calibration.to_json())
+        metrics["calibration"], rows_before, rows_after, risk = evaluate_calibration(  # the model's own answers
+            seen_probabilities, y_true[seen], calibration.to_json())
         ece, reject = metrics["calibration"]["ece"], metrics["calibration"]["reject"]
         text += (f"calibration (temperature {calibration.temperature:.2f}): ECE {ece['before']:.3f} -> "
                  f"{ece['after']:.3f}; below {reject['threshold']:.2f} confidence the "
@@ -258,17 +294,18 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
             plots.reliability_png(rows_before, rows_after, risk, path("reliability", "png"),
                                   title=f"{name}, {where}: temperature {calibration.temperature:.2f}"),
         ]
-    if len(y_true) < 2:
-        log.info("Only %d image evaluated: no t-SNE map.", len(y_true))
+    if len(seen) < 2:
+        log.info("Only %d image evaluated: no t-SNE map.", len(seen))
     else:
         chosen, points = tsne_points(features, max_tsne_points)
+        rows = np.asarray(seen)[chosen]  # the t-SNE map holds the photos the model saw
         shown = f"{len(chosen)} of {len(y_true)}" if len(chosen) < len(y_true) else f"{len(y_true)}"
         written += [
             atomic_write_csv(path("tsne", "csv"), ("x", "y", "label", "predicted", "path"), [
                 [x, y, class_names[labels[i]], class_names[y_pred[i]], paths[i]]
-                for i, (x, y) in zip(chosen, points.tolist())
+                for i, (x, y) in zip(rows, points.tolist())
             ]),
-            plots.tsne_png(points, y_true[chosen], class_names, path("tsne", "png"),
+            plots.tsne_png(points, y_true[rows], class_names, path("tsne", "png"),
                            title=f"t-SNE of penultimate features\n{name}, {where}: {shown} images"),
         ]
 

@@ -148,8 +148,10 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
     if transcript.broken:
         click.echo(f"warning: the stream ended early ({transcript.broken}); the text so far:", err=True)
     click.echo(transcript.text)
+    stage = "" if transcript.hand_seconds is None else (
+        f"; the hand stage {100 * transcript.hand_seconds / max(transcript.wall_seconds, 1e-9):.0f}% of it")
     click.echo(f"{transcript.frames} frames ({transcript.seconds:.1f} s) in {transcript.wall_seconds:.2f} s: "
-               f"{transcript.frames_per_second:.0f} frames/s (decode, crop, resize, model, decoder), after "
+               f"{transcript.frames_per_second:.0f} frames/s (decode, crop, resize, model, decoder{stage}), after "
                f"{startup:.1f} s of start-up (loading the model and TensorFlow)", err=True)
     if reference is not None:
         score = character_error_rate(reference, transcript.text)

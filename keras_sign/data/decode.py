@@ -63,11 +63,31 @@ def resize_image(image, image_size, center_crop=False):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def decode_and_resize(path, orientation, image_size, center_crop=False):
+def crop_square(image, crop):
+    """The square `crop` = `(x0, y0, side, mirror)` (whole pixels; it may reach past the image, which is black
+    there) cut out of an upright RGB image, mirrored left-right when `mirror` is 1: a hand's crop
+    (`keras_sign.hands`), the same pixels in training and at inference. Tensors or numbers, so it runs in
+    tf.data too."""
+    tf = import_tensorflow()
+    crop = tf.cast(tf.convert_to_tensor(crop), tf.int32)
+    x0, y0, side, mirror = crop[0], crop[1], crop[2], crop[3]
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    left, top = tf.maximum(-x0, 0), tf.maximum(-y0, 0)
+    right, bottom = tf.maximum(x0 + side - width, 0), tf.maximum(y0 + side - height, 0)
+    padded = tf.pad(image, [[top, bottom], [left, right], [0, 0]])
+    square = padded[y0 + top:y0 + top + side, x0 + left:x0 + left + side]
+    return tf.cond(mirror > 0, lambda: tf.reverse(square, [1]), lambda: square)
+
+
+def decode_and_resize(path, orientation, image_size, center_crop=False, crop=None):
     """Read one image file as upright uint8 RGB at `image_size` x `image_size` (see `resize_image`).
 
     `path` is a file path (bytes keep names that are not valid UTF-8 intact) and `orientation` its
-    EXIF orientation (`keras_sign.data.scan.read_orientation`).
+    EXIF orientation (`keras_sign.data.scan.read_orientation`); `crop` a hand's square (`crop_square`) to
+    cut out before resizing, or None for the whole image.
     """
     tf = import_tensorflow()
-    return resize_image(decode_upright(tf.io.read_file(path), orientation), image_size, center_crop)
+    image = decode_upright(tf.io.read_file(path), orientation)
+    if crop is not None:
+        image = crop_square(image, crop)
+    return resize_image(image, image_size, center_crop)

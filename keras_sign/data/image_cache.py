@@ -52,38 +52,42 @@ def cache_folder(option=None):
 
 
 def cached_split(files, image_size, center_crop, setting="auto", folder=None):
-    """What `pipeline.batches` reads for one split (`files`: paths, labels, orientations): a dataset
+    """What `pipeline.batches` reads for one split (`files`: paths, labels, orientations, crops): a dataset
     cached in memory, or `DiskImages` (`setting` "disk", or "auto" when the split is large)."""
     size = decoded_bytes(len(files.paths), image_size)
+    crops = getattr(files, "crops", None)  # the hands' squares of a run with a hand stage
     if setting == "memory" or (setting == "auto" and size <= MEMORY_SHARE * physical_memory()):
-        return decoded_images(files.paths, files.labels, image_size, center_crop, files.orientations)
-    images = disk_images(files.paths, files.labels, image_size, center_crop, files.orientations, cache_folder(folder))
+        return decoded_images(files.paths, files.labels, image_size, center_crop, files.orientations, crops)
+    images = disk_images(files.paths, files.labels, image_size, center_crop, files.orientations, cache_folder(folder),
+                         crops)
     log.info("%d images at %d px take %s decoded: read from %s (--image-cache).", len(files.paths), image_size,
              _size(size), images.path)
     return images
 
 
-def cache_key(paths, orientations, image_size, center_crop):
-    """A name for one split's decoded images: it changes when a file, its orientation or the size does."""
+def cache_key(paths, orientations, image_size, center_crop, crops=None):
+    """A name for one split's decoded images: it changes when a file, its orientation, its hand's crop or the
+    size does."""
     stats = [os.stat(path) for path in paths]
     content = json.dumps([image_size, bool(center_crop), [os.fsdecode(path) for path in paths],
-                          [int(o) for o in orientations], [[s.st_size, s.st_mtime_ns] for s in stats]])
+                          [int(o) for o in orientations], [[s.st_size, s.st_mtime_ns] for s in stats]]
+                         + ([] if crops is None else [[[int(v) for v in crop] for crop in crops]]))
     return hashlib.sha256(content.encode()).hexdigest()[:24]
 
 
-def disk_images(paths, labels, image_size, center_crop, orientations, folder):
+def disk_images(paths, labels, image_size, center_crop, orientations, folder, crops=None):
     """`DiskImages` of the files, decoding them into `folder` unless an earlier run already did."""
     from keras_sign.data.scan import read_orientations
 
     paths = list(paths)
     orientations = list(orientations) if orientations is not None else read_orientations(paths)
     folder = Path(folder)
-    path = folder / f"{cache_key(paths, orientations, image_size, center_crop)}.npy"
+    path = folder / f"{cache_key(paths, orientations, image_size, center_crop, crops)}.npy"
     if path.is_file() and not _intact(path, (len(paths), image_size, image_size, 3)):
         log.warning("%s is damaged (cut short or not a cache): decoding the images again.", path)
         path.unlink()
     if not path.is_file():
-        _write(path, paths, labels, image_size, center_crop, orientations)
+        _write(path, paths, labels, image_size, center_crop, orientations, crops)
     return DiskImages(path, labels)
 
 
@@ -104,7 +108,7 @@ def _intact(path, shape):
     return header == (shape, False, np.dtype(np.uint8)) and length == offset + int(np.prod(shape))
 
 
-def _write(path, paths, labels, image_size, center_crop, orientations):
+def _write(path, paths, labels, image_size, center_crop, orientations, crops):
     needed = decoded_bytes(len(paths), image_size)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +122,7 @@ def _write(path, paths, labels, image_size, center_crop, orientations):
     log.info("Decoding %d images at %d px into %s (once; later runs on these files reuse it).", len(paths),
              image_size, path)
     shape = (len(paths), image_size, image_size, 3)
-    stream = decoded_stream(paths, labels, image_size, center_crop, orientations).batch(WRITE_BATCH)
+    stream = decoded_stream(paths, labels, image_size, center_crop, orientations, crops).batch(WRITE_BATCH)
     with replaced_atomically(path) as tmp, open(tmp, "wb") as file:  # a killed decode leaves no cache behind
         np.lib.format.write_array_header_1_0(file, {"descr": "|u1", "fortran_order": False, "shape": shape})
         for images, _ in stream.as_numpy_iterator():

@@ -31,27 +31,39 @@ def _file_tensors(paths, orientations):
     return [os.fsencode(path) for path in paths], np.asarray(orientations, dtype=np.int32).reshape(len(paths))
 
 
-def decoded_stream(paths, labels, image_size, center_crop=False, orientations=None):
+def crop_array(crops, count):
+    """Hand crops as an `(n, 4)` int32 array of `(x0, y0, side, mirror)`, or None for whole images."""
+    return None if crops is None else np.asarray(crops, dtype=np.int32).reshape(count, 4)
+
+
+def decoded_stream(paths, labels, image_size, center_crop=False, orientations=None, crops=None):
     """`(uint8 image, class index)` pairs in file order, decoded as they are read.
 
     `orientations` are the files' EXIF orientations (from the scan or split.csv); None reads them.
+    `crops` are the hands' squares to cut out first (`decode.crop_square`), one per file, or None.
     """
     tf = import_tensorflow()
     encoded, orientations = _file_tensors(paths, orientations)
-    ds = tf.data.Dataset.from_tensor_slices((encoded, orientations, np.asarray(labels, dtype=np.int32)))
-    return ds.map(lambda p, o, y: (decode_and_resize(p, o, image_size, center_crop), y),
+    labels = np.asarray(labels, dtype=np.int32)
+    crops = crop_array(crops, len(encoded))
+    if crops is None:
+        ds = tf.data.Dataset.from_tensor_slices((encoded, orientations, labels))
+        return ds.map(lambda p, o, y: (decode_and_resize(p, o, image_size, center_crop), y),
+                      num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((encoded, orientations, crops, labels))
+    return ds.map(lambda p, o, c, y: (decode_and_resize(p, o, image_size, center_crop, c), y),
                   num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def decoded_images(paths, labels, image_size, center_crop=False, orientations=None):
+def decoded_images(paths, labels, image_size, center_crop=False, orientations=None, crops=None):
     """`decoded_stream`, decoded once and cached in memory for every later epoch."""
-    return decoded_stream(paths, labels, image_size, center_crop, orientations).cache()
+    return decoded_stream(paths, labels, image_size, center_crop, orientations, crops).cache()
 
 
-def image_batches(paths, image_size, center_crop=False, orientations=None, batch_size=64):
+def image_batches(paths, image_size, center_crop=False, orientations=None, batch_size=64, crops=None):
     """uint8 batches `(n, size, size, 3)` of image files in their order, decoded as training decodes them:
     what a `keras_sign.inference.classifier.Classifier` takes."""
-    stream = decoded_stream(paths, np.zeros(len(paths), np.int32), image_size, center_crop, orientations)
+    stream = decoded_stream(paths, np.zeros(len(paths), np.int32), image_size, center_crop, orientations, crops)
     for images, _ in stream.batch(batch_size).prefetch(2).as_numpy_iterator():
         yield images
 
@@ -122,16 +134,15 @@ def make_dataset(paths, labels, num_classes, image_size, batch_size, center_crop
     return batches(decoded_images(paths, labels, image_size, center_crop, orientations), num_classes, batch_size)
 
 
-def channel_mean_std(paths, image_size, center_crop=False, orientations=None):
+def channel_mean_std(paths, image_size, center_crop=False, orientations=None, crops=None):
     """Per-channel mean and standard deviation (0-255 scale) of images, for the model's normalisation.
 
     Not Keras' `Normalization.adapt`: it agrees (to 2e-4 on the sample, float32 sums) but consumes the
     dataset itself, and this pass over every training photo is the one a large dataset needs a progress bar for.
     """
-    tf = import_tensorflow()
-    ds = tf.data.Dataset.from_tensor_slices(_file_tensors(paths, orientations))
-    ds = ds.map(lambda p, o: decode_and_resize(p, o, image_size, center_crop),
-                num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+    paths = list(paths)
+    ds = decoded_stream(paths, np.zeros(len(paths), np.int32), image_size, center_crop, orientations, crops)
+    ds = ds.map(lambda image, label: image).batch(256)
     total = np.zeros(3)
     total_sq = np.zeros(3)
     count = 0

@@ -31,6 +31,7 @@ MAX_FRAME_BYTES = 2_000_000  # a camera frame, JPEG-encoded at a modest size, is
 MAX_PHOTO_BYTES = 20_000_000
 MAX_VIDEO_BYTES = 200_000_000
 TOP = 3
+NO_HAND = "no hand"
 
 
 def import_fastapi():
@@ -52,8 +53,10 @@ class FrameModel:
         self.lock = threading.Lock()
         self.frames = 0
 
-    def classify_jpeg(self, data):
-        """`(probabilities, {"decode", "model"} milliseconds)` of one encoded frame, or KerasSignError."""
+    def classify_jpeg(self, data, regions=()):
+        """`(probabilities, {"decode", "hand", "model"} milliseconds, hand, next regions)` of one encoded frame,
+        or KerasSignError. With a hand stage the hand is followed from the tab's last frame (`regions`), and a
+        frame without one gives all-zero probabilities: no hand, no letter."""
         from keras_sign.data.decode import decode_upright
         from keras_sign.spelling.transcribe import crop_box, prepare_frames
 
@@ -63,14 +66,25 @@ class FrameModel:
             frame = decode_upright(data, 1).numpy()
         except Exception:  # TensorFlow's decode error names no file and says little: say it plainly
             raise KerasSignError("The frame is not a readable JPEG, PNG, GIF, BMP or WebP image.") from None
-        box = crop_box(self.crop, frame.shape[1], frame.shape[0])
-        image = prepare_frames([frame], [box], self.classifier.image_size, self.classifier.center_crop)
         decoded = time.perf_counter()
-        with self.lock:
-            probabilities = self.classifier.predict(image)[0]
+        stage, hand = self.classifier.hand_stage, None
+        with self.lock:  # the interpreters serve one call at a time
+            if stage is None:
+                box = crop_box(self.crop, frame.shape[1], frame.shape[0])
+                image = prepare_frames([frame], [box], self.classifier.image_size, self.classifier.center_crop)
+            else:
+                hands, regions = stage.detector.follow(frame, list(regions))
+                hand = hands[0] if hands else None
+                image = None if hand is None else stage.crop(frame, hand)[None]
+            found = time.perf_counter()
+            if image is None:
+                probabilities = np.zeros(len(self.classifier.class_names), np.float32)
+            else:
+                probabilities = self.classifier.predict(image)[0]
             self.frames += 1
         finished = time.perf_counter()
-        return probabilities, {"decode": 1000 * (decoded - started), "model": 1000 * (finished - decoded)}
+        times = {"decode": 1000 * (decoded - started), "hand": 1000 * (found - decoded), "model": 1000 * (finished - found)}
+        return probabilities, times, hand, regions
 
     def warm_up(self):
         """Load TensorFlow's decoders and run the model once before the first tab connects: otherwise the
@@ -85,6 +99,8 @@ class FrameModel:
         self.frames = 0
 
     def top(self, probabilities, k=TOP):
+        if not probabilities.any():  # a frame without a hand
+            return [[NO_HAND, 1.0]]
         return [list(pair) for pair in self.classifier.top([probabilities], k)[0]]
 
 
@@ -124,6 +140,7 @@ class TabSession:
         self.started = time.monotonic()
         self.latest = None
         self.dropped = 0
+        self.regions = []  # where the hand stage looks for the hand in the next frame
         self.arrived = asyncio.Event()
 
     def offer(self, data):
@@ -135,7 +152,7 @@ class TabSession:
 
     def handle(self, data):
         """Classify a frame and feed the decoder; the message for the page."""
-        probabilities, times = self.model.classify_jpeg(data)
+        probabilities, times, hand, self.regions = self.model.classify_jpeg(data, self.regions)
         decoder_started = time.perf_counter()
         events = self.decoder.update(time.monotonic() - self.started, probabilities)
         times["decoder"] = 1000 * (time.perf_counter() - decoder_started)
@@ -148,7 +165,20 @@ class TabSession:
             "events": [dataclasses.asdict(event) for event in events],
             "latency_ms": {name: round(value, 2) for name, value in times.items()},
             "dropped": self.dropped,
+            **({"hand": _hand_message(hand, self.model.classifier)} if self.model.classifier.hand_stage else {}),
         }
+
+
+def _hand_message(hand, classifier):
+    """What the page draws of the hand: its 21 landmarks and the square the model sees, as shares of the frame's
+    width and height; None when the frame holds no hand."""
+    if hand is None:
+        return None
+    width, height = hand.image_size
+    x0, y0, side = hand.crop_box(classifier.record.preprocessing.hands["margin"])
+    return {"landmarks": [[round(x / width, 4), round(y / height, 4)] for x, y in hand.landmarks[:, :2]],
+            "box": [round(x0 / width, 4), round(y0 / height, 4), round(side / width, 4), round(side / height, 4)],
+            "handedness": hand.handedness}
 
 
 def create_app(classifier, crop="center", settings=None):
@@ -178,7 +208,8 @@ def create_app(classifier, crop="center", settings=None):
     @app.get("/api/info")
     async def info():
         return {"classes": classifier.class_names, "image_size": classifier.image_size, "runtime": classifier.runtime,
-                "model": Path(classifier.source).name, "crop": crop, "decoder": dataclasses.asdict(settings),
+                "model": Path(classifier.source).name, "crop": "hand" if classifier.hand_stage else crop,
+                "decoder": dataclasses.asdict(settings),
                 "max_frame_bytes": MAX_FRAME_BYTES, "max_photo_bytes": MAX_PHOTO_BYTES,
                 "max_video_bytes": MAX_VIDEO_BYTES}
 

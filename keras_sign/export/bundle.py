@@ -148,15 +148,14 @@ def image_pools(run, calibration_count, seed, quantize):
     validation split, then training images outside the calibration sample) and the images that
     join a small test split in the verification (the training images left).
     """
-    train, val = run.split_files("train"), run.split_files("val")
+    train, val = run.split_files("train").with_hands(), run.split_files("val").with_hands()
     if quantize.startswith("int8") and not train.paths:
         raise KerasSignError(
             f"{run.path} has no training split to calibrate int8 on; export with --quantize dynamic or float16."
         )
 
     def rows(files, indices):
-        orientations = files.orientations or [1] * len(files.paths)
-        return [(files.paths[i], files.labels[i], orientations[i]) for i in indices]
+        return [file_rows(files)[i] for i in indices]
 
     order = np.random.default_rng(seed).permutation(len(train.paths))
     used = calibration_count if quantize.startswith("int8") else 0
@@ -168,14 +167,23 @@ def image_pools(run, calibration_count, seed, quantize):
     return {"calibration": calibration, "selection": selection, "extra": rest[max(taken, 0):]}
 
 
+def file_rows(files):
+    """`(path, label, orientation, hand crop)` of each photo of a `SplitFiles` (crop None without a hand stage)."""
+    orientations = files.orientations or [1] * len(files.paths)
+    crops = files.crops or [None] * len(files.paths)
+    return list(zip(files.paths, files.labels, orientations, crops))
+
+
 def decode_rows(rows, info):
-    """uint8 images (as training decodes them) and class indices of `(path, label, orientation)` rows."""
+    """uint8 images (as training decodes them: with a hand stage, the hands' crops) and class indices of
+    `file_rows` rows."""
     from keras_sign.data.pipeline import image_batches
 
     if not rows:
         return np.zeros((0, info.image_size, info.image_size, 3), np.uint8), np.zeros(0, np.int64)
-    paths, labels, orientations = zip(*rows)
-    return (np.concatenate(list(image_batches(paths, info.image_size, info.center_crop, orientations))),
+    paths, labels, orientations, crops = zip(*rows)
+    crops = None if crops[0] is None else list(crops)
+    return (np.concatenate(list(image_batches(paths, info.image_size, info.center_crop, orientations, crops=crops))),
             np.array(labels))
 
 
@@ -230,7 +238,7 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
 
     run = RunFolder.open(run_path)
     info = RunInfo.read(run.path)
-    test = run.split_files("test")
+    test = run.split_files("test").with_hands()
     if not test.paths:
         raise KerasSignError(f"{run.path} has no test split to verify the export on; train with a test split.")
     pools = image_pools(run, calibration_images, seed, quantize)
@@ -251,8 +259,7 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
                                                                        run.path, class_names))
         converter["seconds"] = round(time.time() - started, 1)
         exported = Classifier(file_format.runtime(model_path), reference.record, str(model_path))
-        sets = {"test": decode_rows(list(zip(test.paths, test.labels, test.orientations or [1] * len(test.paths))),
-                                    info)}
+        sets = {"test": decode_rows(file_rows(test), info)}
         if len(test.paths) < EXTRA_VERIFICATION_BELOW and pools["extra"]:
             sets["held-back train/val"] = decode_rows(pools["extra"][:EXTRA_VERIFICATION_IMAGES], info)
         held_back = sum(len(labels) for _, labels in sets.values())

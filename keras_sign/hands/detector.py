@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_sign.errors import KerasSignError
-from keras_sign.hands.geometry import crop_box, roi_from_landmarks, roi_from_palm
+from keras_sign.hands.geometry import crop_box, integer_box, roi_from_landmarks, roi_from_palm
 from keras_sign.hands.landmarks import MIN_PRESENCE, LandmarkModel
 from keras_sign.hands.palm import PalmDetector
 
@@ -35,6 +35,7 @@ COMPLEXITIES = ("full", "lite")
 RETRY_BORDER = 0.25  # of the long side: the black border a photo without a hand is tried again with
 DEFAULT_MARGIN = 0.25  # of the landmarks' box, on each side of the classifier's crop
 HANDEDNESS = ("left", "right")
+NO_HAND_CLASS = "nothing"  # the class that answers a photo without a hand (ASL Alphabet's empty backdrop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +55,11 @@ class Hand:
     def crop_box(self, margin=DEFAULT_MARGIN):
         """`(x0, y0, side)`: the square a classifier sees of this hand (`geometry.crop_box`)."""
         return crop_box(self.landmarks, margin)
+
+    def crop(self, margin, mirror_left):
+        """`(x0, y0, side, mirror)` in whole pixels: what `keras_sign.data.decode.crop_square` cuts for a model,
+        the same in training and at inference; `mirror` is 1 for a left hand when left hands are mirrored."""
+        return (*integer_box(self.crop_box(margin)), int(bool(mirror_left) and self.handedness == "left"))
 
     @property
     def normalized_landmarks(self):
@@ -170,12 +176,16 @@ class HandDetector:
     def track(self, frame):
         """The hands in the next frame of a video: read in the regions the last frame's landmarks give; where
         the hand is lost (or none was followed), detected afresh. `reset()` forgets the last frame."""
+        hands, self.tracked = self.follow(frame, self.tracked)
+        return hands
+
+    def follow(self, frame, regions):
+        """`(hands, next regions)`: `track` for a caller that keeps its own regions (one per browser tab)."""
         frame = _rgb(frame)
-        hands = [hand for hand in (self._read(frame, roi, None, None) for roi in self.tracked) if hand is not None]
+        hands = [hand for hand in (self._read(frame, roi, None, None) for roi in regions) if hand is not None]
         if len(hands) < self.max_hands:
             hands = (hands + [hand for hand in self._detect(frame) if not _same_hand(hand, hands)])[:self.max_hands]
-        self.tracked = [roi_from_landmarks(hand.landmarks) for hand in hands]
-        return hands
+        return hands, [roi_from_landmarks(hand.landmarks) for hand in hands]
 
     def reset(self):
         self.tracked = []

@@ -84,6 +84,7 @@ class Classifier:
     model: object  # a `keras_sign.inference.runtimes` model: `.predict(images)`, `.runtime`, `.input_shape`
     record: ModelRecord
     source: str  # what was loaded, for messages and records
+    _hand_stage: object = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def class_names(self):
@@ -109,6 +110,26 @@ class Classifier:
     @property
     def runtime(self):
         return self.model.runtime
+
+    @property
+    def hand_stage(self):
+        """The run's hand stage (`keras_sign.inference.hand_crops.HandCrops`), loaded on first use; None for a
+        model that sees whole photos."""
+        if self.record.preprocessing.hands is None:
+            return None
+        if self._hand_stage is None:
+            from keras_sign.inference.hand_crops import HandCrops
+
+            self._hand_stage = HandCrops(self.record.preprocessing.hands, self.image_size)
+        return self._hand_stage
+
+    @property
+    def no_hand_answer(self):
+        """What a photo or frame without a hand answers: the model's `nothing` class, or "no hand"."""
+        from keras_sign.hands.detector import NO_HAND_CLASS
+
+        names = [str(name).lower() for name in self.class_names]
+        return self.class_names[names.index(NO_HAND_CLASS)] if NO_HAND_CLASS in names else "no hand"
 
     def predict(self, images, calibrated=True, batch_size=BATCH_SIZE):
         """Class probabilities `(n, classes)` of raw uint8 RGB images `(n, size, size, 3)` (an array, or an

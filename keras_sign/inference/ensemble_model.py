@@ -40,6 +40,9 @@ def _members(run_paths):
         if info.center_crop != first_info.center_crop:
             raise KerasSignError(f"{run.path} and {first.path} differ in --center-crop; ensemble runs that "
                                  "resize their photos the same way.")
+        if info.hands != first_info.hands:
+            raise KerasSignError(f"{run.path} and {first.path} see photos through other hand stages (--hands, "
+                                 "--hand-models, --hand-margin, --mirror-left); ensemble runs that crop them alike.")
     return members
 
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from keras_sign.data.decode import crop_square, decode_upright, import_tensorflow, resize_image
 from keras_sign.hands.detector import HandDetector
-from keras_sign.hands.geometry import integer_box
 from keras_sign.hands.images import read_upright
 
 
@@ -26,9 +25,8 @@ class HandCrops:
 
     def crop(self, image, hand):
         """The model's view of `hand` in an upright RGB image (numpy or tensor) of its own pixels."""
-        mirror = hand.handedness == "left" and self.settings.get("mirror_left", True)
-        box = integer_box(hand.crop_box(self.settings["margin"]))
-        return resize_image(crop_square(image, [*box, int(mirror)]), self.image_size).numpy()
+        crop = hand.crop(self.settings["margin"], self.settings["mirror_left"])
+        return resize_image(crop_square(image, crop), self.image_size).numpy()
 
     def of_photo(self, path, orientation=1):
         """`(crop, hand)` of a photo file, `(None, None)` when it holds no hand. The hand is looked for in the
@@ -51,3 +49,13 @@ class HandCrops:
             hands.append(found[0] if found else None)
             crops.append(self.crop(frame, found[0]) if found else None)
         return crops, hands
+
+
+def crops_of_files(paths, sha1s, settings, cache_folder=None):
+    """Each photo's hand crop under a run's hand stage (`settings`), or None where it holds no hand: from the
+    hand cache, the hands found now where they never were (`keras_sign.hands.cache`)."""
+    from keras_sign.hands.cache import HandCache
+
+    detector = HandDetector(settings["models"], 1, None, settings.get("retry_border", 0.25))
+    hands = HandCache(detector, cache_folder).hands_of(list(paths), list(sha1s))
+    return [found[0].crop(settings["margin"], settings["mirror_left"]) if found else None for found in hands]

@@ -17,6 +17,8 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from keras_sign.errors import KerasSignError
 
 log = logging.getLogger("keras_sign")
@@ -64,16 +66,28 @@ def predict_files(classifier, files, top_k=3, batch_size=BATCH_SIZE):
     usable = [(file, check.orientation) for file, check in zip(files, checks) if check.problem is None]
     skipped = [(str(file), check.problem) for file, check in zip(files, checks) if check.problem is not None]
     rows = []
-    if usable:
+    if usable and classifier.hand_stage is not None:  # no hand, no letter: only hands reach the model
+        found = [classifier.hand_stage.of_photo(path, orientation) for path, orientation in usable]
+        seen = [(path, crop) for (path, _), (crop, _) in zip(usable, found) if crop is not None]
+        tops = iter(classifier.top(classifier.predict(np.stack([crop for _, crop in seen]), batch_size=batch_size),
+                                   top_k) if seen else [])
+        for (path, _), (crop, _) in zip(usable, found):
+            rows.append(_row(classifier, path, next(tops)) if crop is not None else
+                        {"path": str(path), "predictions": [{"class": classifier.no_hand_answer, "probability": 1.0}],
+                         "no_hand": True})
+    elif usable:
         paths, orientations = zip(*usable)
         probabilities = classifier.predict(image_batches(paths, classifier.image_size, classifier.center_crop,
                                                          orientations, batch_size))
-        for path, top in zip(paths, classifier.top(probabilities, top_k)):
-            answer = {"path": str(path), "predictions": [{"class": name, "probability": p} for name, p in top]}
-            if classifier.unsure_below is not None:  # the run's calibrated reject threshold
-                answer["unsure"] = bool(top[0][1] < classifier.unsure_below)
-            rows.append(answer)
+        rows = [_row(classifier, path, top) for path, top in zip(paths, classifier.top(probabilities, top_k))]
     return rows, skipped
+
+
+def _row(classifier, path, top):
+    answer = {"path": str(path), "predictions": [{"class": name, "probability": p} for name, p in top]}
+    if classifier.unsure_below is not None:  # the run's calibrated reject threshold
+        answer["unsure"] = bool(top[0][1] < classifier.unsure_below)
+    return answer
 
 
 def format_rows(rows, output_format):
@@ -82,9 +96,13 @@ def format_rows(rows, output_format):
         return "".join(json.dumps(row) + "\n" for row in rows)
     k = max((len(row["predictions"]) for row in rows), default=0)
     unsure = any("unsure" in row for row in rows)
-    header = ["path"] + [f"{part}{i}" for i in range(1, k + 1) for part in ("top", "p")] + ["unsure"] * unsure
+    no_hand = any(row.get("no_hand") for row in rows)  # a model with a hand stage: no hand, no letter
+    header = (["path"] + [f"{part}{i}" for i in range(1, k + 1) for part in ("top", "p")] + ["unsure"] * unsure
+              + ["hand"] * no_hand)
     cells = [[row["path"]] + [value for p in row["predictions"] for value in (p["class"], f"{p['probability']:.4f}")]
-             + (["unsure" if row.get("unsure") else ""] if unsure else []) for row in rows]
+             + [""] * (2 * (k - len(row["predictions"])))
+             + (["unsure" if row.get("unsure") else ""] if unsure else [])
+             + (["no hand" if row.get("no_hand") else ""] if no_hand else []) for row in rows]
     if output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

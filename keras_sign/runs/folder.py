@@ -55,11 +55,23 @@ def create_empty_folder(path, what, held=None):
 
 class SplitFiles(typing.NamedTuple):
     """The images of one split: absolute paths, class indices, and EXIF orientations (None for a
-    split.csv written before orientations were recorded: the pipeline then reads them from the files)."""
+    split.csv written before orientations were recorded: the pipeline then reads them from the files);
+    with a hand stage, each photo's hand crop `(x0, y0, side, mirror)`, or None where it holds no hand
+    (`crops` is None for a run without the stage)."""
 
     paths: list
     labels: list
     orientations: list | None
+    crops: list | None = None
+
+    def with_hands(self):
+        """The photos a model sees: all of them, or with a hand stage those in which a hand was found."""
+        if self.crops is None:
+            return self
+        keep = [i for i, crop in enumerate(self.crops) if crop is not None]
+        return SplitFiles([self.paths[i] for i in keep], [self.labels[i] for i in keep],
+                          None if self.orientations is None else [self.orientations[i] for i in keep],
+                          [self.crops[i] for i in keep])
 
 
 def default_run_path(dataset, arch):
@@ -122,9 +134,15 @@ class RunFolder:
     def read_json(self, name):
         return json.loads(self.file(name).read_text(encoding="utf-8"))
 
-    def write_split(self, records, assignment):
-        rows = [(r.path, r.label, r.group or "", split, r.sha1, r.orientation) for r, split in zip(records, assignment)]
-        atomic_write_csv(self.file("split.csv"), SPLIT_COLUMNS, rows)
+    def write_split(self, records, assignment, crops=None):
+        """split.csv: each photo's split; with a hand stage also its hand's crop (`crop`: "x0 y0 side mirror",
+        empty where no hand was found)."""
+        rows = [[r.path, r.label, r.group or "", split, r.sha1, r.orientation] for r, split in zip(records, assignment)]
+        columns = SPLIT_COLUMNS
+        if crops is not None:
+            columns = (*SPLIT_COLUMNS, "crop")
+            rows = [[*row, "" if crop is None else " ".join(map(str, crop))] for row, crop in zip(rows, crops)]
+        atomic_write_csv(self.file("split.csv"), columns, rows)
 
     def read_split(self):
         if not self.file("split.csv").is_file():  # an ensemble of runs trained on different splits has none
@@ -145,7 +163,10 @@ class RunFolder:
                 "restore the data."
             )
         orientations = [int(row["orientation"]) for row in rows] if rows and "orientation" in rows[0] else None
-        return SplitFiles(paths, [index[row["label"]] for row in rows], orientations)
+        crops = None
+        if rows and "crop" in rows[0]:
+            crops = [tuple(int(v) for v in row["crop"].split()) if row["crop"] else None for row in rows]
+        return SplitFiles(paths, [index[row["label"]] for row in rows], orientations, crops)
 
     def read_history(self):
         """Rows of `history.csv`; none before the first epoch has finished."""

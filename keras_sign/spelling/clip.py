@@ -7,8 +7,8 @@ Each symbol shows one photo of its class (a random one, seeded) for a random 0.4
 little from frame to frame (shift, scale and brightness drift, as a hand and a camera do), with a
 short cross-fade to the next symbol. A letter that repeats (the LL of HELLO) is separated by a
 brief idle moment, as a signer's small movement separates it. Between words the clip holds the
-`space` sign when the photos have that class; otherwise it idles, on `nothing` photos when there
-are any, else on blank background. Photos from a run's test split show a signer the model never saw.
+`space` sign when the photos have that class; otherwise it idles, on `--empty` (a photo of an empty
+room: no hand at all) when given, else on `nothing` photos when there are any, else on blank background. Photos from a run's test split show a signer the model never saw.
 
 Writes OUT/frames/frame-00000.jpg ..., OUT/clip.mp4 (with OpenCV), OUT/reference.txt (the text),
 OUT/timing.csv (which photo shows which symbol, from when to when) and OUT/clip.json (text, frame
@@ -66,8 +66,9 @@ def photos_by_symbol(paths, labels, orientations, class_names):
     return table
 
 
-def plan_segments(text, photos, rng):
-    """The clip's segments for `text` (upper-cased), or a clear error for a symbol with no photo."""
+def plan_segments(text, photos, rng, empty=None):
+    """The clip's segments for `text` (upper-cased), or a clear error for a symbol with no photo. `empty` is a
+    photo without a hand (an empty room) that every idle stretch shows instead."""
     text = " ".join(text.upper().split())
     missing = sorted({c for c in text if c != " " and c not in photos})
     if not text or missing:
@@ -75,6 +76,8 @@ def plan_segments(text, photos, rng):
         raise KerasSignError(f"No photos for {', '.join(missing) or 'an empty text'}; the photos spell {known}.")
 
     def idle(seconds):
+        if empty is not None:
+            return Segment("", Path(empty), 1, seconds)
         choice = photos.get("")
         photo, orientation = choice[rng.integers(len(choice))] if choice else (None, 1)
         return Segment("", photo, orientation, seconds)
@@ -205,16 +208,20 @@ def write_y4m(path, frames, fps):
     partial.replace(path)
 
 
-def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, size=160, seed=0, photos="photos"):
+def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, size=160, seed=0, photos="photos",
+               empty=None):
     """Write the clip of `text` made from the photos into the new folder `out`; return `clip.json`'s dict.
 
-    `photos` says where the photos came from, for `clip.json`.
+    `photos` says where the photos came from, for `clip.json`; `empty` is a photo of an empty room or backdrop
+    that the idle stretches (the lead, the pauses between words) show, as a camera sees when the hand is away.
     """
     if fps <= 0 or size < 32:
         raise KerasSignError(f"--fps must be positive and --size at least 32 (got {fps} and {size}).")
+    if empty is not None and not Path(empty).is_file():
+        raise KerasSignError(f"--empty {empty} does not exist; pass a photo of an empty room or backdrop.")
     out = check_new_folder(out, "Clip folder")
     rng = np.random.default_rng(seed)
-    text, segments = plan_segments(text, photos_by_symbol(paths, labels, orientations, class_names), rng)
+    text, segments = plan_segments(text, photos_by_symbol(paths, labels, orientations, class_names), rng, empty)
     frames, spans = render(segments, fps, size, rng)
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -225,7 +232,8 @@ def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, si
         has_video = write_mp4(staging / "clip.mp4", frames, fps)
         atomic_write_text(staging / "reference.txt", text + "\n")
         summary = {"text": text, "frames": len(frames), "seconds": round(len(frames) / fps, 3), "fps": fps,
-                   "size": size, "seed": seed, "photos": photos, "video": "clip.mp4" if has_video else None}
+                   "size": size, "seed": seed, "photos": photos, "video": "clip.mp4" if has_video else None,
+                   "empty": None if empty is None else str(empty)}
         atomic_write_json(staging / "clip.json", summary)
         atomic_write_csv(staging / "timing.csv", ("symbol", "start_seconds", "end_seconds", "photo"), [
             [segment.symbol or "(idle)", round(first / fps, 3), round((last + 1) / fps, 3), segment.photo or "(blank)"]

@@ -25,6 +25,7 @@ log = logging.getLogger("keras_sign")
 
 BATCH_SIZE = 32
 TOP = 3  # classes per frame in the timeline and on the overlay
+NO_HAND = "no hand"  # a frame without a hand, in the timeline and on the overlay
 TIMELINE_COLUMNS = ("seconds", "top1", "p1", "top2", "p2", "top3", "p3", "candidate", "held", "text")
 
 
@@ -39,6 +40,7 @@ class Transcript:
     wall_seconds: float  # decode + crop + resize + model + decoder, after a warm-up call
     source: str
     broken: str | None = None  # why the stream ended early, when it did
+    hand_seconds: float | None = None  # of `wall_seconds`, the hand stage's (None: the model has none)
 
     @property
     def frames_per_second(self):
@@ -114,7 +116,11 @@ def transcribe(classifier, source, decoder, crop=None, batch_size=BATCH_SIZE, ov
         keeps what was spelled so far.
     """
     events, timeline, broken = [], [], []
-    frames_done, last_time, boxes_by_shape = 0, 0.0, {}
+    frames_done, last_time, boxes_by_shape, hand_seconds = 0, 0.0, {}, 0.0
+    stage = classifier.hand_stage  # a model trained on hands: each frame's hand, followed from frame to frame
+    if stage is not None:
+        stage.detector.reset()
+        tracker = stage.detector.track
     # One-time costs (TensorFlow's first resize, the model's first call) stay out of the stream's time.
     blank = np.zeros((1, classifier.image_size, classifier.image_size, 3), np.uint8)
     classifier.predict(prepare_frames(blank, [(0, 0, classifier.image_size, classifier.image_size)],
@@ -127,11 +133,17 @@ def transcribe(classifier, source, decoder, crop=None, batch_size=BATCH_SIZE, ov
             for picture in pictures:  # frames of a folder may differ in size; a video's never do
                 if picture.shape[:2] not in boxes_by_shape:
                     boxes_by_shape[picture.shape[:2]] = crop_box(crop, picture.shape[1], picture.shape[0])
-            boxes = [boxes_by_shape[picture.shape[:2]] for picture in pictures]
-            probabilities = classifier.predict(prepare_frames(pictures, boxes, classifier.image_size,
-                                                              classifier.center_crop))
-            for seconds, picture, frame_box, row, top in zip(times, pictures, boxes, probabilities,
-                                                             classifier.top(probabilities, TOP)):
+            if stage is None:
+                boxes = [boxes_by_shape[picture.shape[:2]] for picture in pictures]
+                probabilities = classifier.predict(prepare_frames(pictures, boxes, classifier.image_size,
+                                                                  classifier.center_crop))
+                tops = classifier.top(probabilities, TOP)
+            else:
+                stage_started = time.perf_counter()
+                crops, hands = stage.of_frames(pictures, tracker)
+                hand_seconds += time.perf_counter() - stage_started
+                probabilities, tops, boxes = _hand_frames(classifier, crops, hands)
+            for seconds, picture, frame_box, row, top in zip(times, pictures, boxes, probabilities, tops):
                 new = decoder.update(seconds, row)
                 events += new
                 state = decoder.state
@@ -153,8 +165,27 @@ def transcribe(classifier, source, decoder, crop=None, batch_size=BATCH_SIZE, ov
         broken.append(f"the video ended after {frames_done} of its {source.expected_frames} frames (damaged?)")
     interval = 1.0 / source.fps if source.fps else 0.0
     transcript = Transcript(decoder.text, events, frames_done, last_time + interval if frames_done else 0.0, wall,
-                            source.description, "; ".join(broken) or None)
+                            source.description, "; ".join(broken) or None, hand_seconds if stage else None)
     return transcript, timeline
+
+
+def _hand_frames(classifier, crops, hands):
+    """`(probabilities, tops, boxes)` of frames seen through the hand stage. A frame without a hand is an
+    explicit no-sign frame: all-zero probabilities, which the decoder reads as an idle hand."""
+    seen = [crop for crop in crops if crop is not None]
+    predicted = iter(classifier.predict(np.stack(seen)) if seen else [])
+    probabilities, tops, boxes = [], [], []
+    for crop, hand in zip(crops, hands):
+        if crop is None:
+            probabilities.append(np.zeros(len(classifier.class_names), np.float32))
+            tops.append([(NO_HAND, 1.0)])
+            boxes.append(None)
+        else:
+            probabilities.append(next(predicted))
+            tops.append(classifier.top([probabilities[-1]], TOP)[0])
+            x0, y0, side = hand.crop_box(classifier.record.preprocessing.hands["margin"])
+            boxes.append((int(x0), int(y0), int(side), int(side)))
+    return probabilities, tops, boxes
 
 
 def write_events(path, events):

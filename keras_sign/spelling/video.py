@@ -177,7 +177,7 @@ class OverlayWriter:
         self.writer = None
 
     def write(self, frame, crop, predictions, state):
-        """One frame: `crop` (x, y, w, h) outlined, the top classes, the candidate's hold, the text."""
+        """One frame: `crop` (x, y, w, h) outlined (None: none), the top classes, the candidate's hold, the text."""
         cv2 = self.cv2
         image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         height, width = image.shape[:2]
@@ -188,8 +188,9 @@ class OverlayWriter:
                 raise KerasSignError(f"OpenCV cannot write {self.path}; choose an .mp4 path in a writable folder.")
         if (width, height) != self.size:
             image = cv2.resize(image, self.size)
-        x, y, w, h = crop
-        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), (0, 200, 255), 2)
+        if crop is not None:  # None: the hand stage found no hand in this frame
+            x, y, w, h = crop
+            cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), (0, 200, 255), 2)
         scale = max(height / 480, 0.4)
         line = int(22 * scale)
         for row, (name, probability) in enumerate(predictions):

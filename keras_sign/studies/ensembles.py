@@ -67,6 +67,7 @@ def run_record(members, size, split):
     info = members[0][1]
     return RunInfo(
         arch="ensemble", dataset=info.dataset, data_root=info.data_root, image_size=size, center_crop=info.center_crop,
+        hands=info.hands,
         status="finished", split_method=info.split_method if split else None,
         normalization={"source": "each member's own, inside the model"},
         members=[{"run": str(member.path.resolve()), "arch": member_info.arch, "image_size": member_info.image_size,

@@ -274,7 +274,9 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
             run, info = new_run(config, backend, backend_reason, start, held)
         info.extra.update(devices=[str(device) for device in devices], dtype_policy=keras.config.dtype_policy().name)
         class_names = read_classes(run.path)
-        files = {split: run.split_files(split) for split in SPLITS}  # split.csv, kept on resume
+        # split.csv, kept on resume; with a hand stage the model learns from the photos that hold a hand
+        files = {split: run.split_files(split).with_hands() if split != "test" else run.split_files(split)
+                 for split in SPLITS}
         data = training_data(config, files, len(class_names), len(devices))
 
         normalization = info.normalization

@@ -5,6 +5,7 @@ that is resumed trains on exactly the split, normalisation and weights source
 it started with.
 """
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -13,13 +14,16 @@ from keras_sign.backend import environment_record
 from keras_sign.config import config_to_yaml, load_config
 from keras_sign.data.catalog import scan_dataset
 from keras_sign.data.pipeline import channel_mean_std
+from keras_sign.data.scan import summarised
 from keras_sign.data.split import SPLITS, choose_method, make_split
 from keras_sign.errors import KerasSignError
+from keras_sign.hands.cache import HandCache
+from keras_sign.hands.detector import NO_HAND_CLASS, HandDetector
 from keras_sign.models import canonical_name
 from keras_sign.runs.atomic import atomic_write_text
 from keras_sign.runs.folder import RunFolder, check_new_folder, default_run_path
 from keras_sign.runs.locks import FolderLock
-from keras_sign.runs.record import RunInfo, write_classes
+from keras_sign.runs.record import HANDS_FILE, RunInfo, hand_stage_settings, write_classes
 from keras_sign.training.checkpoints import read_state
 
 log = logging.getLogger("keras_sign")
@@ -54,22 +58,26 @@ def new_run(config, backend, backend_reason, start, held):
     dataset_name = Path(config.data_dir).name if config.data_dir else config.dataset
     out = check_new_folder(config.out or default_run_path(dataset_name, arch), "Run folder")  # before the long scan
     table, method, assignment, counts = scan_and_split(config)
+    stage, hands, crops = hand_crops(table, assignment, config) if config.hands != "none" else (None, None, None)
 
     run = RunFolder.create(out, dataset_name, arch, held)
     log.info("Run folder: %s", run.path)
     atomic_write_text(run.file("config.yaml"), config_to_yaml(config))
     write_classes(run.path, table.class_names)
-    run.write_split(table.records, assignment)
+    run.write_split(table.records, assignment, crops)
+    if hands is not None:
+        write_hands(run.path, table.records, hands)
 
     mean, std = start.mean, start.std
     if mean is None:
-        train = [r for r, a in zip(table.records, assignment) if a == "train"]
-        mean, std = channel_mean_std([table.root / r.path for r in train], config.image_size, config.center_crop,
-                                     [r.orientation for r in train])
+        train = [i for i, a in enumerate(assignment) if a == "train" and (crops is None or crops[i] is not None)]
+        mean, std = channel_mean_std([table.root / table.records[i].path for i in train], config.image_size,
+                                     config.center_crop, [table.records[i].orientation for i in train],
+                                     None if crops is None else [crops[i] for i in train])
     environment = environment_record(backend, backend_reason)
     info = RunInfo(
         arch=arch, dataset=dataset_name, data_root=str(table.root.resolve()), image_size=config.image_size,
-        center_crop=config.center_crop, status="training", split_method=method,
+        center_crop=config.center_crop, status="training", split_method=method, hands=stage,
         normalization={"source": start.normalization, "mean": list(mean), "std": list(std)},
         backend=environment.pop("backend"),
         extra={
@@ -86,6 +94,36 @@ def new_run(config, backend, backend_reason, start, held):
     )
     info.write(run.path)
     return run, info
+
+
+def hand_crops(table, assignment, config):
+    """`(stage settings, hands, crops)` of every photo of the table: its hands (from the hand cache, found now
+    where they never were) and the square a model sees of the first (`(x0, y0, side, mirror)`, None where the
+    photo holds no hand). Photos of a sign without a hand are left out of training and counted; a `nothing`
+    photo without one is the no-hand answer itself."""
+    detector = HandDetector(config.hand_models)
+    cache = HandCache(detector, config.hand_cache_dir)
+    hands = cache.hands_of([table.root / record.path for record in table.records],
+                           [record.sha1 for record in table.records], f"finding the hands in {table.root.name}")
+    crops = [found[0].crop(config.hand_margin, config.mirror_left) if found else None for found in hands]
+    missing = [(record, split) for record, split, crop in zip(table.records, assignment, crops)
+               if crop is None and record.label.lower() != NO_HAND_CLASS]
+    if missing:
+        by_split = {name: sum(split == name for _, split in missing) for name in SPLITS}
+        log.warning("No hand in %d photo(s) of signs (%s): left out of training; in evaluation they answer `nothing`: "
+                    "%s. The run's hands.jsonl lists every photo's hands.", len(missing),
+                    ", ".join(f"{count} {name}" for name, count in by_split.items() if count),
+                    summarised([record.path for record, _ in missing], "see hands.jsonl"))
+    stage = hand_stage_settings(config.hand_models, config.hand_margin, config.mirror_left, detector.retry_border,
+                                detector.description)
+    return stage, hands, crops
+
+
+def write_hands(folder, records, hands):
+    """hands.jsonl: the hands of each photo of the split, as the run used them (path, then the hands)."""
+    atomic_write_text(Path(folder) / HANDS_FILE, "".join(
+        json.dumps({"path": record.path, "hands": [hand.to_json() for hand in found]}) + "\n"
+        for record, found in zip(records, hands)))
 
 
 def open_for_resume(config, backend, held):

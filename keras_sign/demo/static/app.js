@@ -1,5 +1,5 @@
 // keras-sign demo page: camera frames to the server over a WebSocket, its answers on the page.
-// The spelling rules live on the server (keras_sign/spelling.py); this file only draws.
+// The spelling rules live on the server (keras_sign/spelling/decoder.py); this file only draws.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -36,8 +36,14 @@ function sendSettings() {
   }
 }
 
+// The 21 landmarks' bones (keras_sign/hands/draw.py): thumb, four fingers, the palm's edge.
+const BONES = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [5, 9], [9, 10], [10, 11], [11, 12],
+               [9, 13], [13, 14], [14, 15], [15, 16], [13, 17], [17, 18], [18, 19], [19, 20], [0, 17]];
+let lastHand = null;              // the hand stage's last answer: landmarks and crop, or null (no hand)
+
 function drawCrop() {
-  // The square the model sees (the centred square of the frame), over the video.
+  // The square the model sees over the video: the hand's (a model with a hand stage, with its skeleton),
+  // else the centred square of the frame, or the whole frame.
   const video = $("video"), canvas = $("overlay");
   canvas.width = canvas.clientWidth;
   canvas.height = canvas.clientHeight;
@@ -47,14 +53,34 @@ function drawCrop() {
   const scale = Math.min(canvas.width / video.videoWidth, canvas.height / video.videoHeight);
   const width = video.videoWidth * scale, height = video.videoHeight * scale;
   const left = (canvas.width - width) / 2, top = (canvas.height - height) / 2;
-  const side = info && info.crop === "full" ? null : Math.min(width, height);
   context.strokeStyle = "#ffb300";
   context.lineWidth = 3;
+  if (info && info.crop === "hand") {
+    if (!lastHand) return;
+    const [bx, by, bw, bh] = lastHand.box;
+    context.strokeRect(left + bx * width, top + by * height, bw * width, bh * height);
+    context.strokeStyle = "#00e676";
+    context.lineWidth = 2;
+    context.beginPath();
+    for (const [a, b] of BONES) {
+      const [ax, ay] = lastHand.landmarks[a], [cx, cy] = lastHand.landmarks[b];
+      context.moveTo(left + ax * width, top + ay * height);
+      context.lineTo(left + cx * width, top + cy * height);
+    }
+    context.stroke();
+    return;
+  }
+  const side = info && info.crop === "full" ? null : Math.min(width, height);
   if (side) context.strokeRect(left + (width - side) / 2, top + (height - side) / 2, side, side);
   else context.strokeRect(left, top, width, height);
 }
 
 function showFrame(reply) {
+  if ("hand" in reply) {
+    lastHand = reply.hand;
+    $("hand").textContent = reply.hand ? `${reply.hand.handedness} hand` : "no hand";
+    $("hand").className = reply.hand ? "hand" : "hand none";
+  }
   $("bars").replaceChildren(...reply.top.map(([name, probability]) => {
     const row = document.createElement("li");
     row.innerHTML = `<span></span><span class="bar"><div></div></span><span></span>`;
@@ -72,6 +98,7 @@ function showFrame(reply) {
   $("latency").textContent = ms.total.toFixed(1);
   $("decode").textContent = ms.decode.toFixed(1);
   $("model-ms").textContent = ms.model.toFixed(1);
+  $("hand-ms").textContent = (ms.hand || 0).toFixed(1);
   $("decoder").textContent = ms.decoder.toFixed(2);
   $("dropped").textContent = reply.dropped;
   const now = performance.now();
@@ -115,7 +142,8 @@ async function startCamera() {
     const stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
     $("video").srcObject = stream;
     await $("video").play();
-    status("Camera on: spell with your hand inside the square.");
+    status(info.crop === "hand" ? "Camera on: spell with your hand; the square follows it."
+                                : "Camera on: spell with your hand inside the square.");
     $("start").disabled = true;
     sendFrame();
   } catch (error) {
