@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from keras_sign.cli.main import cli
+from keras_sign.cli.main import cli, write_or_echo
 from keras_sign.cli.options import FINITE_FLOAT
 from keras_sign.errors import KerasSignError
 from keras_sign.hands.detector import COMPLEXITIES, DEFAULT_MARGIN
@@ -43,7 +43,7 @@ def hands(ctx, inputs, draw_dir, output_format, out, hand_models, max_hands, mar
     from keras_sign.hands.images import read_upright
     from keras_sign.hands.report import format_hand_rows, hand_row, summary, too_small
     from keras_sign.inference.predict import expand_inputs
-    from keras_sign.runs.atomic import atomic_write_bytes, atomic_write_text, check_writable
+    from keras_sign.runs.atomic import atomic_write_bytes, check_writable
 
     if not 0 <= margin <= 2:
         raise KerasSignError(f"--margin is a share of the hand's box, between 0 and 2 (got {margin}).")
@@ -80,12 +80,7 @@ def hands(ctx, inputs, draw_dir, output_format, out, hand_models, max_hands, mar
         click.echo(f"skipped {path}: {reason}", err=True)
     if not rows:
         raise KerasSignError(f"None of the {len(inputs)} input(s) is a photo or video the hand stage can read.")
-    text = format_hand_rows(rows, output_format)
-    if out:
-        atomic_write_text(out, text)
-        click.echo(f"wrote {len(rows)} row(s) to {out}", err=True)
-    else:
-        click.echo(text, nl=False)
+    write_or_echo(format_hand_rows(rows, output_format), out, len(rows), "row(s)")
     click.echo(summary(rows), err=True)
     if problems:
         ctx.exit(SKIPPED_EXIT)

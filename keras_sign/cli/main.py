@@ -71,3 +71,14 @@ def main():
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
     cli(prog_name="keras-sign")
+
+
+def write_or_echo(text, out, count, what):
+    """Rows a command produced: into the file `out` (atomically, saying so), else onto the terminal."""
+    from keras_sign.runs.atomic import atomic_write_text
+
+    if out:
+        atomic_write_text(out, text)
+        click.echo(f"wrote {count} {what} to {out}", err=True)
+    else:
+        click.echo(text, nl=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from keras_sign.backend import select_backend
-from keras_sign.cli.main import cli
+from keras_sign.cli.main import cli, write_or_echo
 from keras_sign.cli.options import FINITE_FLOAT, backend_option
 from keras_sign.errors import KerasSignError
 from keras_sign.inference.predict import OUTPUT_FORMATS
@@ -41,7 +41,7 @@ def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, 
     select_backend(backend or "auto")
     from keras_sign.inference.classifier import load_classifier
     from keras_sign.inference.predict import expand_inputs, format_rows, predict_files
-    from keras_sign.runs.atomic import atomic_write_text, check_writable
+    from keras_sign.runs.atomic import check_writable
 
     if out:
         check_writable(Path(out).parent)
@@ -52,12 +52,7 @@ def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, 
         click.echo(f"skipped {path}: {reason}", err=True)
     if not rows:
         raise KerasSignError(f"None of the {len(files) + len(problems)} input(s) is an image the model can read.")
-    text = format_rows(rows, output_format)
-    if out:
-        atomic_write_text(out, text)
-        click.echo(f"wrote {len(rows)} prediction(s) to {out}", err=True)
-    else:
-        click.echo(text, nl=False)
+    write_or_echo(format_rows(rows, output_format), out, len(rows), "prediction(s)")
     if problems or skipped:
         ctx.exit(SKIPPED_EXIT)
 

@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from keras_sign.errors import KerasSignError
 from keras_sign.spelling.decoder import DecoderSettings, SpellingDecoder, default_word_gap
 

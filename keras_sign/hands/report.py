@@ -4,11 +4,10 @@
     keras-sign hands clip.mp4 --format jsonl --out hands.jsonl
 """
 
-import csv
-import io
 import json
 
 from keras_sign.errors import KerasSignError
+from keras_sign.tables import rows_text
 
 FORMATS = ("table", "csv", "jsonl")
 MIN_SIDE = 32  # pixels: a smaller image holds too little of a hand for the models
@@ -39,19 +38,10 @@ def hand_row(name, hands, margin):
 def format_hand_rows(rows, output_format):
     if output_format == "jsonl":
         return "".join(json.dumps(row) + "\n" for row in rows)
-    cells = [[row.get(column, "") if row.get(column) is not None else "" for column in COLUMNS] for row in rows]
-    if output_format == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(cells)
-        return buffer.getvalue()
-    if output_format != "table":
+    if output_format not in ("table", "csv"):
         raise KerasSignError(f"Unknown format '{output_format}'; choose one of {', '.join(FORMATS)}.")
-    lines = [list(COLUMNS), *[[str(cell) for cell in row] for row in cells]]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
-    return "".join("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
-                             for i, (cell, width) in enumerate(zip(line, widths))).rstrip() + "\n" for line in lines)
+    cells = [["" if row.get(column) is None else row[column] for column in COLUMNS] for row in rows]
+    return rows_text(COLUMNS, cells, output_format)
 
 
 def summary(rows):

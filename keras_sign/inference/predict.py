@@ -10,9 +10,7 @@ model sees the images in batches.
 """
 
 import concurrent.futures
-import csv
 import glob
-import io
 import json
 import logging
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_sign.errors import KerasSignError
+from keras_sign.tables import rows_text
 
 log = logging.getLogger("keras_sign")
 
@@ -103,17 +102,6 @@ def format_rows(rows, output_format):
              + [""] * (2 * (k - len(row["predictions"])))
              + (["unsure" if row.get("unsure") else ""] if unsure else [])
              + (["no hand" if row.get("no_hand") else ""] if no_hand else []) for row in rows]
-    if output_format == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(cells)
-        return buffer.getvalue()
-    if output_format != "table":
+    if output_format not in ("table", "csv"):
         raise KerasSignError(f"Unknown format '{output_format}'; choose one of {', '.join(OUTPUT_FORMATS)}.")
-    widths = [max(len(str(line[i])) for line in [header, *cells]) for i in range(len(header))]
-    return "".join(
-        "  ".join(str(cell).ljust(width) if i == 0 else str(cell).rjust(width)
-                  for i, (cell, width) in enumerate(zip(line, widths))).rstrip() + "\n"
-        for line in [header, *cells]
-    )
+    return rows_text(header, cells, output_format)
