@@ -65,7 +65,10 @@ def data_download(name, archive, cache_dir, force):
 @data.command("validate")
 @click.argument("path")
 @click.option("--cache-dir", help="Where named datasets live (when PATH is a dataset name).")
-def data_validate(path, cache_dir):
+@click.option("--hands", "hand_models", type=click.Choice(["full", "lite"]), help="Also count, per class, the photos "
+              "in which the hand stage (these models) finds a hand.")
+@click.option("--hand-cache-dir", help="Where the hands found in each photo are kept.")
+def data_validate(path, cache_dir, hand_models, hand_cache_dir):
     """Report classes, signers, sizes, unreadable files and duplicates of a folder (or named dataset)."""
     from keras_sign.data.catalog import CATALOG, dataset_location
     from keras_sign.data.validate import validate_report
@@ -74,7 +77,7 @@ def data_validate(path, cache_dir):
     if not Path(path).exists() and path in CATALOG:
         pattern = CATALOG[path].file_pattern
         path = dataset_location(path, cache_dir)
-    click.echo(validate_report(path, pattern)[1])
+    click.echo(validate_report(path, pattern, hand_models, hand_cache_dir)[1])
 
 
 

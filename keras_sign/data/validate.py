@@ -16,8 +16,9 @@ def duplicate_groups(records):
     return within, across
 
 
-def validate_report(path, file_pattern="*"):
-    """Scan `path` and return `(table, report text)`."""
+def validate_report(path, file_pattern="*", hand_models=None, hand_cache_dir=None):
+    """Scan `path` and return `(table, report text)`; with `hand_models` ("full" or "lite") the report also
+    counts, per class, the photos in which the hand stage finds a hand (`keras_sign.hands`, cached)."""
     table = scan_folder(path, file_pattern=file_pattern)
     lines = [f"{table.root}: layout {table.layout}, {len(table.class_names)} classes, {len(table.records)} images"]
     per_class = collections.Counter(r.label for r in table.records)
@@ -28,8 +29,13 @@ def validate_report(path, file_pattern="*"):
         lines.append(f"groups ({len(table.groups)}): " + ", ".join(
             f"{g} {sum(per_group[g].values())} images / {len(per_group[g])} classes" for g in table.groups
         ))
-    lines.append("images per class:")
-    lines += [f"  {name:>12} {per_class[name]:6d}" for name in table.class_names]
+    with_hand = hands_per_class(table, hand_models, hand_cache_dir) if hand_models else None
+    lines.append("images per class" + (f" (with a hand the {hand_models} hand stage finds)" if with_hand else "") + ":")
+    lines += [f"  {name:>12} {per_class[name]:6d}" + (f" {with_hand[name]:6d} ({with_hand[name] / per_class[name]:.0%})"
+                                                     if with_hand else "") for name in table.class_names]
+    if with_hand:
+        found = sum(with_hand.values())
+        lines.append(f"photos with a hand: {found} of {len(table.records)} ({found / max(len(table.records), 1):.1%})")
     sizes = collections.Counter((r.width, r.height) for r in table.records)
     widths = [r.width for r in table.records]
     heights = [r.height for r in table.records]
@@ -53,3 +59,15 @@ def validate_report(path, file_pattern="*"):
     for group in across + within:
         lines.append("  " + " = ".join(f"{r.path}" for r in group))
     return table, "\n".join(lines)
+
+
+def hands_per_class(table, hand_models, cache_dir=None):
+    """`{class: photos with a hand}` of a scanned table, through the hand cache."""
+    from keras_sign.hands.cache import HandCache
+    from keras_sign.hands.detector import HandDetector
+
+    hands = HandCache(HandDetector(hand_models), cache_dir).hands_of(
+        [table.root / r.path for r in table.records], [r.sha1 for r in table.records], "finding the hands")
+    counts = collections.Counter({name: 0 for name in table.class_names})
+    counts.update(record.label for record, found in zip(table.records, hands) if found)
+    return counts

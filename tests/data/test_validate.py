@@ -7,12 +7,9 @@ import subprocess
 import sys
 
 from conftest import REPO, run_cli
+from conftest import assert_ok as _assert_ok
 from keras_sign.data.validate import validate_report
 from users_fixtures import messy_folder, users_folder  # noqa: F401  (fixtures)
-
-
-def _assert_ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_validate_reports_counts_problems_and_duplicates(messy_folder):
@@ -48,3 +45,13 @@ def test_data_validate_and_list():
     result = run_cli("data", "list")
     _assert_ok(result)
     assert "fingerspelling" in result.stdout
+
+
+def test_validate_counts_the_photos_with_a_hand_per_class(small_digits, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (100, 100), (200, 200, 200)).save(small_digits / "1" / "wall.png")  # a photo of no hand
+    _, text = validate_report(small_digits, hand_models="lite", hand_cache_dir=tmp_path / "hands")
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("  ")}
+    assert rows["1"][1:3] == ["11", "10"] and rows["0"][1] == "10"
+    assert "photos with a hand: " in text and " of 31 " in text
