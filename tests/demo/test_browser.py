@@ -22,6 +22,7 @@ from PIL import Image
 from conftest import REPO, run_cli
 from keras_sign.spelling.clip import write_y4m
 from keras_sign.spelling.transcribe import character_error_rate
+from hand_fixtures import hand_run  # noqa: F401  (fixture)
 from spelling_fixtures import CLASSES, TEXT, clip, trained  # noqa: F401  (fixtures)
 
 pytest.importorskip("fastapi", reason="the demo extra is not installed (pip install '.[demo]')")
@@ -135,3 +136,63 @@ def test_the_page_spells_the_camera_clip_as_transcribe_does(trained, camera_clip
     assert 0 < latency < 1000 and frames_per_second > 0
     assert uploaded.startswith(f"{photo.name}: 2 ")  # the top class of a training photo of "2"
     assert screenshot.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def hand_server(hand_run):  # noqa: F811
+    """`keras-sign demo` of a model trained on hands (`--hands crop`)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "keras_sign.cli", "demo", str(hand_run["bundle"]),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/info", timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the demo server did not start:\n{process.communicate()[0]}")
+            time.sleep(0.5)
+    yield url
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+
+
+def test_blank_camera_frames_type_nothing_and_the_hand_is_drawn(hand_run, hand_server, tmp_path):  # noqa: F811
+    """No hand, no letter, in the browser: 3 s of an empty room, then photos of hands."""
+    room = np.full((120, 120, 3), 128, np.uint8)
+    hands = [np.asarray(Image.open(path).convert("RGB").resize((120, 120)))
+             for path in sorted((hand_run["data"] / "1").glob("*.JPG"))[:3] for _ in range(30)]
+    y4m = tmp_path / "camera.y4m"
+    write_y4m(y4m, [room] * 45 + hands, 15)
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(hand_server)
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')")
+            page.click("#start")
+            page.wait_for_function("document.getElementById('status').textContent.includes('the square follows')")
+            started, seen, blank_text = time.monotonic(), [], []
+            while time.monotonic() - started < 5.5:
+                seen.append((time.monotonic() - started, page.text_content("#hand")))
+                if time.monotonic() - started < 2.5:
+                    blank_text.append(page.text_content("#text"))
+                time.sleep(0.1)
+            drawn = page.evaluate("(() => { const c = document.getElementById('overlay'); return Array.from("
+                                  "c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+                                  ".some((value, i) => i % 4 == 3 && value > 0); })()")
+        finally:
+            browser.close()
+    assert not errors, errors
+    early = [hand for moment, hand in seen if 0.5 < moment < 2.5]
+    assert early and all(hand == "no hand" for hand in early)  # the empty room: no hand
+    assert all(text == "" for text in blank_text)  # and no letter
+    assert any(hand == "right hand" for _, hand in seen)  # then the photos' hands, drawn over the camera
+    assert drawn

@@ -155,3 +155,36 @@ def test_bad_settings_and_images_are_one_line():
         HandDetector(max_hands=0)
     with pytest.raises(KerasSignError, match="must be RGB uint8"):
         HandDetector().find(np.zeros((10, 10, 3), np.float32))
+
+
+def test_two_hands_give_the_most_confident_one_or_both(detector):
+    first, _ = read_upright(SAMPLE / "3" / "IMG_1121.JPG")
+    second, _ = read_upright(SAMPLE / "5" / sorted(p.name for p in (SAMPLE / "5").iterdir())[0])
+    both = np.concatenate([first, second], axis=1)  # two people's hands side by side
+    [one] = detector.find(both)
+    two = HandDetector(max_hands=2).find(both)
+    assert len(two) == 2 and two[0].presence >= two[1].presence
+    sides = sorted(hand.landmarks[0, 0] < first.shape[1] for hand in two)
+    assert sides == [False, True]  # one in each half, not the same hand twice
+    assert one.landmarks[0, 0] == pytest.approx(two[0].landmarks[0, 0])
+
+
+def test_a_hand_that_leaves_the_video_and_comes_back_is_found_again(detector):
+    image, _ = read_upright(SAMPLE / "3" / "IMG_1121.JPG")
+    frames = [image, image, np.zeros_like(image), np.zeros_like(image), image]
+    detector.reset()
+    found = [detector.track(frame) for frame in frames]
+    assert [len(hands) for hands in found] == [1, 1, 0, 0, 1]
+    assert found[-1][0].palm_score is not None  # detected afresh when it came back
+
+
+def test_a_hand_cut_by_the_border_or_a_large_photo(detector):
+    image, _ = read_upright(SAMPLE / "3" / "IMG_1121.JPG")
+    [whole] = detector.find(image)
+    large = np.kron(image, np.ones((30, 30, 1), np.uint8))  # 3000 x 3000: 9 megapixels
+    [big] = detector.find(large)
+    np.testing.assert_allclose(big.landmarks[:, :2] / 30, whole.landmarks[:, :2], atol=2.0)
+    half = image[:, : image.shape[1] // 2]  # the hand cut in two by the photo's edge
+    for hand in detector.find(half):  # found or not, a hand it reports lies mostly in the part that shows
+        inside = (hand.landmarks[:, 0] >= 0) & (hand.landmarks[:, 0] <= half.shape[1])
+        assert hand.presence >= 0.5 and inside.mean() >= 0.5

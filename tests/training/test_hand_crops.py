@@ -2,47 +2,21 @@
 with no flag (evaluate, predict, export, transcribe). No hand, no letter."""
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from hand_fixtures import CLASSES, hand_run  # noqa: F401  (fixture)
 from PIL import Image
 
-from conftest import SAMPLE, built_once, copy_subset, run_cli
+from conftest import run_cli
 from keras_sign.hands.detector import HandDetector
 from keras_sign.hands.images import read_upright
 from keras_sign.inference.classifier import load_classifier
 from keras_sign.inference.predict import predict_files
 from keras_sign.runs.folder import RunFolder
 from keras_sign.runs.record import RunInfo, read_model_record
-from spelling_fixtures import add_nothing_class
 
 pytestmark = pytest.mark.xdist_group("hand_crops")
-CLASSES = ["0", "1", "2"]
-
-
-@pytest.fixture(scope="session")
-def hand_run(tmp_path_factory, worker_id):
-    """MobileNetV3-Small on the crops of 3 digits' hands, with a `nothing` class of empty backdrops and one
-    backdrop filed under a sign (a photo of a sign without a hand), and its TFLite bundle."""
-
-    def build(root):
-        data = copy_subset(SAMPLE, root / "digits", CLASSES, 14)
-        add_nothing_class(data / "nothing", 14)
-        shutil.copy(data / "nothing" / "empty-0.jpg", data / "1" / "no-hand-here.jpg")
-        run = root / "run"
-        result = run_cli("train", "--data-dir", data, "--hands", "crop", "--epochs", "6", "--image-size", "32",
-                         "--batch-size", "8", "--seed", "4", "--no-augment", "--out", run, "--hand-cache-dir",
-                         root / "hand-cache")
-        assert result.returncode == 0, result.stderr[-3000:]
-        export = run_cli("export", run, "--out", root / "exports")
-        assert export.returncode == 0, export.stderr[-3000:]
-        return {"run": str(run), "data": str(data), "bundle": str(root / "exports" / "run-tflite-none"),
-                "stderr": result.stderr, "root": str(root)}
-
-    built = built_once(tmp_path_factory, worker_id, "hand_crops", build)
-    return {key: Path(value) if key != "stderr" else value for key, value in built.items()}
 
 
 def test_the_run_records_each_photos_hand_and_learns_from_hands_only(hand_run):
