@@ -192,3 +192,16 @@ def locked_by_another_process(folder, what="Run folder"):
     finally:
         holder.kill()
         holder.wait()
+
+
+def assert_ok(result):
+    """A command line that must have succeeded: its output when it did not."""
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def history_rows(run):
+    """A run folder's history.csv as dicts."""
+    import csv
+
+    with open(Path(run) / "history.csv", newline="") as file:
+        return list(csv.DictReader(file))

@@ -16,6 +16,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from analysis_fixtures import digit_run, digits  # noqa: F401  (fixtures)
 from conftest import SAMPLE, copy_subset, run_cli
+from conftest import assert_ok as _assert_ok
 from keras_sign.analysis.evaluate import evaluate_run, tsne_points
 from keras_sign.data.pipeline import make_dataset
 from keras_sign.errors import KerasSignError
@@ -208,10 +209,6 @@ def test_two_folders_with_one_name_do_not_overwrite_each_others_reports(users_ru
     metrics = evaluate_run(users_run, second, name="evalB-test")[0]
     assert metrics["images"] == 3 and RunFolder(users_run).file("report-evalB-test.txt").is_file()
     assert json.loads(kept)["images"] == 6
-
-
-def _assert_ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow

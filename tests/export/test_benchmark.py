@@ -9,6 +9,7 @@ from export_fixtures import export_once, trained_runs  # noqa: F401  (fixtures)
 pytestmark = pytest.mark.xdist_group("export")
 
 
+@pytest.mark.slow  # moved from the fast tier, which stays under 5 minutes on 2 cores
 def test_benchmark_command_compares_keras_tflite_and_onnx_side_by_side(trained_runs, export_once):
     from click.testing import CliRunner
 

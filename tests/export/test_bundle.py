@@ -98,6 +98,7 @@ def test_tflite_export_of_runs_trained_under_jax_and_tensorflow_is_verified(trai
     assert written == {key: value for key, value in record.items() if key != "bundle"}
 
 
+@pytest.mark.slow  # moved from the fast tier, which stays under 5 minutes on 2 cores
 def test_export_command_under_jax_converts_int8_in_a_tensorflow_process(trained_runs, tmp_path):
     result = run_cli("export", trained_runs["tensorflow"], "--quantize", "int8-strict", "--calibration-images", "20",
                      "--min-agreement", "0.8", "--out", tmp_path, backend="jax")
@@ -187,6 +188,7 @@ def test_export_user_errors_say_what_to_do(trained_runs, tmp_path, break_run, op
         export_run(run, **{"out": tmp_path / "exports", **options})
 
 
+@pytest.mark.slow  # moved from the fast tier, which stays under 5 minutes on 2 cores
 def test_int8_of_a_tiny_run_says_how_few_images_it_was_verified_on(tmp_path, caplog):
     """`export --quantize int8` of a 2-class run "verified" on 2 photos: every other image calibrated it."""
     from keras_sign.export.bundle import export_run

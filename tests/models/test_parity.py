@@ -42,7 +42,7 @@ def test_rebuild_matches_torchvision_logits(fixture):
     assert np.abs(got - expected).max() <= 1e-4, f"{keras.backend.backend()}: {np.abs(got - expected).max()}"
 
 
-@pytest.mark.parametrize("backend", [pytest.param("jax", marks=pytest.mark.slow), "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("jax", marks=pytest.mark.slow), pytest.param("torch", marks=pytest.mark.slow)])
 def test_parity_holds_on_the_other_backends(backend):
     """The in-process tests run on TensorFlow; the same tests in a fresh process on each other backend."""
     import subprocess

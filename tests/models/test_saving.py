@@ -58,7 +58,9 @@ def saved_models(tmp_path_factory):
     return folder, expected
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+# The other backends in the slow tier: the fast tier stays under 5 minutes on 2 cores.
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow),
+                                     pytest.param("torch", marks=pytest.mark.slow)])
 @pytest.mark.xdist_group("saved_models")
 def test_model_keras_loads_in_plain_keras_on_every_backend(saved_models, backend):
     folder, expected = saved_models

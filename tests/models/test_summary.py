@@ -1,11 +1,8 @@
 """`keras-sign models` (`keras_sign.models.summary`, `keras_sign.models.flops`): parameters and multiply-adds
 counted from the built graphs."""
 
+from conftest import assert_ok as _assert_ok
 from conftest import run_cli
-
-
-def _assert_ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_models_table_counts_parameters_and_flops_from_the_graph():

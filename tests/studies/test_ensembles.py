@@ -85,6 +85,7 @@ def test_an_ensemble_averages_its_members_and_loads_anywhere_a_model_does(two_ru
     assert json.loads(plain.stdout.strip().splitlines()[-1]) == mean.argmax(1).tolist()
 
 
+@pytest.mark.slow  # moved from the fast tier, which stays under 5 minutes on 2 cores
 def test_an_ensemble_folder_is_evaluated_calibrated_exported_and_compared_as_a_run(two_runs, tmp_path):
     data, (small, large) = two_runs
     out = tmp_path / "ensemble"

@@ -1,24 +1,16 @@
 """`keras-sign reproduce` (`keras_sign.studies.reproduce`): the study's configs, each trained, then compared;
 finished runs kept, interrupted ones resumed, one reproduce per folder."""
 
-import csv
 import time
 
 import pytest
 
 from conftest import REPO, run_cli
+from conftest import assert_ok as _ok
+from conftest import history_rows as _history
 from keras_sign.errors import KerasSignError
 from keras_sign.runs.folder import RunFolder
 from keras_sign.runs.locks import FolderLock
-
-
-def _ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _history(run):
-    with open(run / "history.csv", newline="") as file:
-        return list(csv.DictReader(file))
 
 
 def test_paper_configs_are_the_study_setting():
@@ -36,6 +28,7 @@ def test_paper_configs_are_the_study_setting():
     }
 
 
+@pytest.mark.slow  # moved from the fast tier, which stays under 5 minutes on 2 cores
 def test_reproduce_trains_each_config_then_compares_and_keeps_finished_runs(small_digits, tmp_path):
     configs = []
     # ResNet-18 twice: of the three architectures it traces its first step fastest

@@ -2,7 +2,6 @@
 checkpointed: a small compiled Keras model, real files, the epochs' metrics and durations given. Then
 resuming from them: after kill -9 mid-epoch, from a damaged checkpoint, and with none intact."""
 
-import csv
 import json
 import os
 import shutil
@@ -17,6 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SAMPLE, copy_subset, run_cli
+from conftest import assert_ok as _ok
+from conftest import history_rows as _history
 from keras_sign.config import load_config
 from keras_sign.models.saving import load_model, save_model
 from keras_sign.runs.folder import RunFolder
@@ -152,15 +153,6 @@ DETERMINISTIC = ["--arch", "resnet18", "--image-size", "32", "--batch-size", "4"
                  "--deterministic", "--backend", "tensorflow"]
 
 
-def _ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _history(run):
-    with open(run / "history.csv", newline="") as file:
-        return list(csv.DictReader(file))
-
-
 def _weights(run):
     return load_model(run).get_weights()
 
@@ -171,6 +163,7 @@ def digits60(tmp_path_factory):
     return copy_subset(SAMPLE, tmp_path_factory.mktemp("resume") / "digits", ["0", "1", "2"], 20)
 
 
+@pytest.mark.slow  # moved from the fast tier, which stays under 5 minutes on 2 cores
 def test_resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(digits60, tmp_path):
     uninterrupted = tmp_path / "uninterrupted"
     _ok(run_cli("train", "--data-dir", digits60, "--out", uninterrupted, *DETERMINISTIC))

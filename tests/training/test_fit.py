@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SAMPLE, copy_subset, run_cli
+from conftest import assert_ok as _assert_ok
+from conftest import assert_ok as _ok
+from conftest import history_rows as _history
 from keras_sign.config import TrainConfig, load_config
 from keras_sign.errors import KerasSignError
 from keras_sign.models.saving import load_model
@@ -21,19 +24,6 @@ from keras_sign.training.fit import compile_model, make_optimizer
 from keras_sign.training.preparation import open_for_resume
 
 TINY = ["--epochs", "2", "--image-size", "32", "--batch-size", "8", "--seed", "1"]
-
-
-def _ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _history(run):
-    with open(run / "history.csv", newline="") as file:
-        return list(csv.DictReader(file))
-
-
-def _assert_ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -105,6 +95,7 @@ def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_pat
     assert result.returncode != 0 and "cannot be stretched to 9" in result.stderr
 
 
+@pytest.mark.slow  # moved from the fast tier, which stays under 5 minutes on 2 cores
 def test_step_schedule_and_mixed_precision_on_the_sample_and_no_resume_under_another_backend(small_digits, tmp_path):
     run = tmp_path / "run"
     _ok(run_cli("train", "--data-dir", small_digits, "--out", run, "--epochs", "4", "--schedule", "step", "--lr", "1e-3",

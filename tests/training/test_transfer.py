@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import SAMPLE, copy_subset, run_cli
+from conftest import assert_ok as _ok
 from keras_sign.models.registry import IMAGENET_MEAN
 from keras_sign.models.saving import load_model
 from keras_sign.training.fit import head_layer_names
@@ -16,10 +17,6 @@ from keras_sign.training.fit import head_layer_names
 pytestmark = pytest.mark.xdist_group("transfer")
 
 TINY = ["--image-size", "32", "--batch-size", "8", "--seed", "3"]
-
-
-def _ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _backbone_changes(source, target):
@@ -42,6 +39,7 @@ def source_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow  # moved from the fast tier, which stays under 5 minutes on 2 cores
 def test_frozen_backbone_does_not_change_and_the_new_head_trains(source_run, tmp_path):
     other_classes = copy_subset(SAMPLE, tmp_path / "digits34", ["3", "4"], 10)
     run = tmp_path / "frozen"
