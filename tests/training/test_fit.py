@@ -34,7 +34,10 @@ def test_every_backend_trains_comparably_and_its_model_evaluates_under_another(t
     late_accuracy = {}
     for backend in ("tensorflow", "jax", "torch"):
         run = tmp_path / backend
-        _assert_ok(run_cli("train", "--data-dir", data, "--out", run, "--backend", backend, *TINY, "--epochs", "8"))
+        # Each in a process of its own, as a user runs it: in the process the in-process tests share, TensorFlow's
+        # op scheduling after earlier tests moves this 24-photo training by more than the backends differ.
+        _assert_ok(run_cli("train", "--data-dir", data, "--out", run, "--backend", backend, *TINY, "--epochs", "8",
+                           fresh=True))
         for name in ["config.yaml", "model.keras", "classes.json", "split.csv", "history.csv", "metrics.json",
                      "run.json", "confusion_matrix.png", "tsne.png", "curves.png"]:
             assert (run / name).is_file(), name
@@ -54,7 +57,7 @@ def test_every_backend_trains_comparably_and_its_model_evaluates_under_another(t
         _assert_ok(result)
         assert "accuracy" in result.stdout and "(test split)" in result.stdout
         assert json.loads((run / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
-    # Training accuracy over the last 3 of 8 epochs (3 classes, chance 0.33): measured 0.45 / 0.44 / 0.47.
+    # Training accuracy over the last 3 of 8 epochs (3 classes, chance 0.33): measured 0.44 / 0.44 / 0.46.
     assert min(late_accuracy.values()) > 0.38, late_accuracy
     assert max(late_accuracy.values()) - min(late_accuracy.values()) < 0.2, late_accuracy
 
