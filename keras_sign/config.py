@@ -35,7 +35,9 @@ AUGMENT_POLICIES = {
 }
 MIX_DEFAULT_ALPHA = {"mixup": 0.2, "cutmix": 1.0}  # Beta(alpha, alpha) of the blends: the papers' ImageNet settings
 MIX_METHODS = ("none", *MIX_DEFAULT_ALPHA)
-HAND_STAGES = ("none", "crop")  # crop: the square around the hand (keras_sign.hands); none: the whole photo
+# crop: the square around the hand (keras_sign.hands); landmarks: the hand's landmarks, for a landmark model
+# (--arch landmarks, which sets it); none: the whole photo
+HAND_STAGES = ("none", "crop", "landmarks")
 IMAGE_CACHES = ("auto", "memory", "disk")  # where decoded training images are kept (data.image_cache)
 # Settings that change where or how fast a run computes, not what it computes: a resume may change them.
 HOW_NOT_WHAT = ("checkpoint_every", "backend", "image_cache", "image_cache_dir")
@@ -80,11 +82,12 @@ class TrainConfig:
     bn_momentum: float = setting(0.9, "Batch-norm moving-average momentum (Keras' convention).")
     hands: str = setting("none", "crop: find the hand first (MediaPipe's hand models) and train on the square "
                                  "around it; photos without a hand are left out of training and answer `nothing` "
-                                 "in evaluation. none: the whole photo.", choices=HAND_STAGES)
+                                 "in evaluation. landmarks: the hand's 21 landmarks, what a landmark model "
+                                 "(--arch landmarks, which sets it) reads. none: the whole photo.", choices=HAND_STAGES)
     hand_models: str = setting("full", "The hand stage's models: full, or lite (faster).", choices=("full", "lite"))
     hand_margin: float = setting(0.25, "The hand's crop: the square around its landmarks, grown by this share of "
                                        "its side on each side.")
-    mirror_left: bool = setting(True, "With --hands crop: mirror left hands, so the model sees every hand as a "
+    mirror_left: bool = setting(True, "With a hand stage: mirror left hands, so the model sees every hand as a "
                                       "right hand.")
     hand_cache_dir: str | None = setting(None, "Where the hands found in each photo are kept (default "
                                                "$KERAS_SIGN_HAND_CACHE or ~/.cache/keras_sign/hands).")

@@ -131,6 +131,7 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
     `shown_as`: the folder's name in warnings, when it is being written under another."""
     from keras_sign.data.pipeline import image_batches
     from keras_sign.inference.classifier import load_classifier
+    from keras_sign.inference.hand_crops import landmark_batches, reads_landmarks
     from keras_sign.runs.atomic import check_writable
     from keras_sign.runs.folder import RunFolder
 
@@ -142,8 +143,12 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
         raise KerasSignError(f"{run.path} has {len(files.paths)} validation images; calibration needs at least "
                              f"{MIN_CALIBRATION_IMAGES} (train with a larger val_fraction).")
     classifier = load_classifier(run.path, model=model)
-    probabilities = classifier.predict(image_batches(files.paths, info.image_size, info.center_crop, files.orientations,
-                                                     batch_size, files.crops), calibrated=False)
+    if reads_landmarks(info.hands):
+        inputs = landmark_batches(run.path, info.hands, files.paths, info.data_root, batch_size)
+    else:
+        inputs = image_batches(files.paths, info.image_size, info.center_crop, files.orientations, batch_size,
+                               files.crops)
+    probabilities = classifier.predict(inputs, calibrated=False)
     calibration = note_shared_signers(fit(probabilities, files.labels, max_false_accept), run, info, shown_as)
     write_calibration(run.path, calibration)
     log.info("Calibrated on %d validation images: temperature %.3f (NLL %.3f -> %.3f, ECE %.3f -> %.3f); "

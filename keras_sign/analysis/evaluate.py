@@ -119,7 +119,7 @@ def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
     the hands' squares under the run's hand stage (None per photo without a hand), or None without a stage."""
     from keras_sign.data.class_map import map_classes, read_class_map
     from keras_sign.data.scan import scan_folder, summarised
-    from keras_sign.inference.hand_crops import crops_of_files
+    from keras_sign.inference.hand_crops import crops_of_files, reads_landmarks
 
     index = {name: i for i, name in enumerate(class_names)}
     if data_dir is None:
@@ -140,6 +140,8 @@ def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
     crops = None
     if info.hands:
         crops = crops_of_files([table.root / r.path for r in records], [r.sha1 for r in records], info.hands)
+        if reads_landmarks(info.hands):  # a landmark model needs only to know which photos hold a hand
+            crops = [crop and (0, 0, 0, 0) for crop in crops]
     return (table.root, [str(r.path) for r in records], [index[mapped[r.label]] for r in records],
             [r.orientation for r in records], crops, str(Path(data_dir).resolve()), left_out)
 
@@ -198,6 +200,7 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     from keras_sign.analysis import plots
     from keras_sign.data.pipeline import image_batches
     from keras_sign.inference.classifier import load_classifier
+    from keras_sign.inference.hand_crops import landmark_batches, reads_landmarks
     from keras_sign.runs.atomic import atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
     from keras_sign.runs.folder import RunFolder
 
@@ -215,10 +218,16 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
         raise KerasSignError(f"None of the {len(paths)} photos to evaluate holds a hand the hand stage finds.")
 
     def images(transform=lambda batch: batch):
+        if reads_landmarks(info.hands):
+            return landmark_batches(run.path, info.hands, [root / paths[i] for i in seen], root, batch_size,
+                                    from_cache=data_dir is not None)
         return (transform(batch) for batch in image_batches(
             [root / paths[i] for i in seen], info.image_size, info.center_crop,
             None if orientations is None else [orientations[i] for i in seen], batch_size,
             None if crops is None else [crops[i] for i in seen]))
+
+    if tta and reads_landmarks(info.hands):
+        raise KerasSignError(f"{run.path} is a landmark model: a left hand is mirrored already; drop --tta.")
 
     features, seen_probabilities = classifier.features_and_probabilities(images())
     if tta:  # the mean of the image's and its mirror image's probabilities (a left-handed signer's sign)

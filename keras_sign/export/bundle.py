@@ -238,6 +238,10 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
 
     run = RunFolder.open(run_path)
     info = RunInfo.read(run.path)
+    if info.hands and info.hands.get("stage") == "landmarks":
+        raise KerasSignError(f"{run.path} is a landmark model: export of landmark models (landmarks in, TFLite "
+                             "metadata for a feature tensor) is not supported yet; use the run folder with predict, "
+                             "transcribe and demo.")
     test = run.split_files("test").with_hands()
     if not test.paths:
         raise KerasSignError(f"{run.path} has no test split to verify the export on; train with a test split.")

@@ -124,6 +124,12 @@ class Classifier:
         return self._hand_stage
 
     @property
+    def reads_landmarks(self):
+        """Whether the model reads a hand's landmark features (a landmark model), not pixels."""
+        hands = self.record.preprocessing.hands
+        return bool(hands) and hands.get("stage") == "landmarks"
+
+    @property
     def no_hand_answer(self):
         """What a photo or frame without a hand answers: the model's `nothing` class, or "no hand"."""
         from keras_sign.hands.detector import NO_HAND_CLASS
@@ -205,14 +211,18 @@ def load_classifier(path, threads=None, model=None):
         record = read_model_record(folder)
     else:
         record = ModelRecord(_bare_file_classes(file), None, source=str(file))
-    height, width = runtime.input_shape[:2]
+    shape = tuple(runtime.input_shape)
     if record.preprocessing is None:
-        record = dataclasses.replace(record, preprocessing=Preprocessing(int(height)))
-    size = record.preprocessing.image_size
-    if (height, width) != (size, size):
-        raise KerasSignError(f"{file} takes {height}x{width} images, but its description says {size}; "
+        record = dataclasses.replace(record, preprocessing=Preprocessing(int(shape[0]) if len(shape) == 3 else 0))
+    hands = record.preprocessing.hands
+    if hands and hands.get("stage") == "landmarks":  # a landmark model: features in, not pixels
+        expected = (hands["features"]["features"],)
+    else:
+        expected = (record.preprocessing.image_size,) * 2 + (3,)
+    if shape != expected:
+        raise KerasSignError(f"{file} takes inputs of shape {shape}, but its description says {expected}; "
                              "export the model again.")
-    classes = runtime.predict(np.zeros((1, size, size, 3), runtime.input_dtype)).shape[-1]
+    classes = runtime.predict(np.zeros((1, *shape), runtime.input_dtype)).shape[-1]
     if record.classes is None:
         if file.suffix != ".keras":
             raise KerasSignError(f"{file} has no model.json or labels.txt beside it; put its labels.txt (one class "

@@ -26,6 +26,9 @@ def _members(run_paths):
         info = RunInfo.read(run.path)
         if info.is_ensemble:
             raise KerasSignError(f"{path} is an ensemble; pass its members' run folders (its run.json lists them).")
+        if info.hands and info.hands.get("stage") == "landmarks":
+            raise KerasSignError(f"{path} is a landmark model; ensembles are of image models (landmark members are "
+                                 "not supported yet).")
         for key in (run.path.resolve(), model_sha256(run.path)):  # the same folder twice, or a copy of one
             if key in seen:
                 raise KerasSignError(f"{path} and {seen[key]} are the same model ({'folder' if isinstance(key, Path) else 'weights'}); "

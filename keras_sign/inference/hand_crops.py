@@ -1,4 +1,5 @@
-"""The hand stage at inference: what a model trained with `--hands crop` sees of a photo or a video frame.
+"""The hand stage at inference: what a model trained with `--hands crop` (or a landmark model) sees of a
+photo or a video frame.
 
     stage = HandCrops(record.preprocessing.hands, image_size=64)
     crop, hand = stage.of_photo(path)          # (uint8 crop, Hand), or (None, None): no hand, no letter
@@ -6,14 +7,31 @@
 
 The settings come from the run's record (the models, the crop's margin, whether left hands are mirrored),
 so a command never needs a flag to apply them. The crop is cut by `keras_sign.data.decode.crop_square`
-and resized by `resize_image`, exactly as training cut and resized the photos.
+and resized by `resize_image`, exactly as training cut and resized the photos. For a landmark model (stage
+"landmarks") what the model sees of a hand is its landmark features (`keras_sign.hands.features`) instead.
 """
+
+import hashlib
+import json
+from pathlib import Path
+
 
 import numpy as np
 
 from keras_sign.data.decode import crop_square, decode_upright, import_tensorflow, resize_image
-from keras_sign.hands.detector import HandDetector
+from keras_sign.hands.detector import Hand, HandDetector
+from keras_sign.hands.features import landmark_features
 from keras_sign.hands.images import read_upright
+from keras_sign.runs.record import HANDS_FILE
+
+
+def reads_landmarks(settings):
+    """Whether a hand stage's model reads the hand's landmarks (a landmark model), not its crop."""
+    return bool(settings) and settings.get("stage") == "landmarks"
+
+
+def hand_features(hand, settings):
+    return landmark_features(hand.landmarks, hand.handedness, settings["mirror_left"])
 
 
 class HandCrops:
@@ -24,7 +42,10 @@ class HandCrops:
         self.detector = HandDetector(settings["models"], 1, threads, settings.get("retry_border", 0.25))
 
     def crop(self, image, hand):
-        """The model's view of `hand` in an upright RGB image (numpy or tensor) of its own pixels."""
+        """The model's view of `hand` in an upright RGB image (numpy or tensor) of its own pixels: its square,
+        or for a landmark model its landmark features."""
+        if reads_landmarks(self.settings):
+            return hand_features(hand, self.settings)
         crop = hand.crop(self.settings["margin"], self.settings["mirror_left"])
         return resize_image(crop_square(image, crop), self.image_size).numpy()
 
@@ -36,6 +57,8 @@ class HandCrops:
         if not hands:
             return None, None
         hand = hands[0].scaled(scale)
+        if reads_landmarks(self.settings):
+            return hand_features(hand, self.settings), hand
         tf = import_tensorflow()
         image = decode_upright(tf.io.read_file(str(path)), orientation)
         return self.crop(image, hand), hand
@@ -54,8 +77,47 @@ class HandCrops:
 def crops_of_files(paths, sha1s, settings, cache_folder=None):
     """Each photo's hand crop under a run's hand stage (`settings`), or None where it holds no hand: from the
     hand cache, the hands found now where they never were (`keras_sign.hands.cache`)."""
+    return [None if hand is None else hand.crop(settings["margin"], settings["mirror_left"])
+            for hand in hands_of_files(paths, sha1s, settings, cache_folder)]
+
+
+def hands_of_files(paths, sha1s, settings, cache_folder=None):
+    """The first hand of each photo under a run's hand stage (`settings`), None where it holds none: from the
+    hand cache, found now where they never were."""
     from keras_sign.hands.cache import HandCache
 
     detector = HandDetector(settings["models"], 1, None, settings.get("retry_border", 0.25))
-    hands = HandCache(detector, cache_folder).hands_of(list(paths), list(sha1s))
-    return [found[0].crop(settings["margin"], settings["mirror_left"]) if found else None for found in hands]
+    return [found[0] if found else None for found in HandCache(detector, cache_folder).hands_of(list(paths),
+                                                                                                list(sha1s))]
+
+
+def run_hands(run_path, paths, root):
+    """The first hand of each photo of `paths` (absolute, under `root`) as the run's split used it (its
+    hands.jsonl), None where it holds none."""
+    hands = {}
+    with open(Path(run_path) / HANDS_FILE, encoding="utf-8", errors="surrogateescape") as file:
+        for line in file:
+            entry = json.loads(line)
+            hands[entry["path"]] = Hand.from_json(entry["hands"][0]) if entry["hands"] else None
+    return [hands[str(Path(path).relative_to(root))] for path in paths]
+
+
+def landmark_inputs(hands, settings):
+    """`(n, 63)` float32 landmark features of `hands` (none of them None), as a landmark model reads them."""
+    from keras_sign.hands.features import FEATURES
+
+    if not hands:
+        return np.zeros((0, FEATURES), np.float32)
+    return np.stack([hand_features(hand, settings) for hand in hands])
+
+
+def landmark_batches(run_path, settings, paths, root, batch_size, from_cache=False):
+    """A landmark model's inputs for photos that hold a hand (absolute `paths` under `root`), in batches: the
+    hands the run's split used (its hands.jsonl), or with `from_cache` (photos from elsewhere) the hand cache's,
+    keyed by each file's content as the scan hashed it."""
+    if from_cache:
+        hands = hands_of_files(paths, [hashlib.sha1(Path(path).read_bytes()).hexdigest() for path in paths], settings)
+    else:
+        hands = run_hands(run_path, paths, root)
+    inputs = landmark_inputs(hands, settings)
+    return [inputs[start:start + batch_size] for start in range(0, len(inputs), batch_size)]

@@ -50,12 +50,15 @@ class ArchSpec:
         name: the registered name.
         builder: `builder(x, num_classes, dropout=, bn_momentum=, include_top=) -> logits or features`
             on a normalised NHWC tensor.
-        parameters: torchvision's trainable parameter count with 1000 classes (the tests hold us to it).
+        parameters: the trainable parameter count with 1000 classes: torchvision's for its architectures (the tests
+            hold us to both).
         features: width of the pooled features (`include_top=False`).
         embedding_layer: the layer whose output the classifier's last Dense layer separates (t-SNE's points).
         pool_layer: the global pooling; every layer after it is the classifier head (frozen-backbone phase).
         weights: `--weights` source name (`imagenet`, `imagenet-keras`) -> PublishedWeights.
         aliases: other names accepted for it.
+        inputs: what the model reads: "image" (raw RGB pixels, normalised inside the model) or
+            "landmarks" (a hand's landmark features, `keras_sign.hands.features`).
     """
 
     name: str
@@ -66,6 +69,7 @@ class ArchSpec:
     pool_layer: str = "avgpool"
     weights: dict = field(default_factory=dict)
     aliases: tuple = ()
+    inputs: str = "image"
 
 
 _SPECS = {}
@@ -91,10 +95,10 @@ def _import_architectures():
         importlib.import_module(f"keras_sign.models.{module.name}")
 
 
-def available_models():
-    """Registered architecture names, sorted."""
+def available_models(inputs="image"):
+    """Registered architecture names that read `inputs` ("image", "landmarks"; None: all), sorted."""
     _import_architectures()
-    return sorted(_SPECS)
+    return sorted(name for name, spec in _SPECS.items() if inputs is None or spec.inputs == inputs)
 
 
 def canonical_name(name):
@@ -148,7 +152,10 @@ def build_model(
 
     from keras_sign.models.blocks import classifier_output, normalize_inputs
 
-    builder = get_spec(name).builder
+    spec = get_spec(name)
+    if spec.inputs == "landmarks":
+        return _landmark_model(spec, num_classes, dropout, bn_momentum, include_top)
+    builder = spec.builder
     if image_size < 32:
         raise KerasSignError(f"image_size must be at least 32 (got {image_size}).")
     options = {}
@@ -164,3 +171,17 @@ def build_model(
     if include_top:
         outputs = classifier_output(outputs)
     return keras.Model(inputs, outputs, name=canonical_name(name))
+
+
+def _landmark_model(spec, num_classes, dropout, bn_momentum, include_top):
+    """A model of a hand's landmark features (`keras_sign.hands.features`) to class probabilities."""
+    import keras
+
+    from keras_sign.hands.features import FEATURES
+    from keras_sign.models.blocks import classifier_output
+
+    inputs = keras.Input((FEATURES,), name="landmarks")
+    outputs = spec.builder(inputs, num_classes, dropout=dropout, bn_momentum=bn_momentum, include_top=include_top)
+    if include_top:
+        outputs = classifier_output(outputs)
+    return keras.Model(inputs, outputs, name=spec.name)

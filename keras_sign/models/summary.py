@@ -13,13 +13,15 @@ def count_parameters(model):
 
 
 def models_table(image_size=224, num_classes=1000):
-    """A Markdown table: name, aliases, parameters, GMACs at `image_size`, ImageNet weights source."""
+    """A Markdown table: name, aliases, parameters, GMACs at `image_size` (a landmark model's whatever the
+    image), ImageNet weights source."""
     rows = []
-    for name in available_models():
+    for name in available_models(inputs=None):  # the CNNs, then the models of a hand's landmarks
         model = build_model(name, num_classes, image_size)
         parameters = count_parameters(model)
         spec = get_spec(name)
-        weights = "; ".join(f"{source}: {published.file_name}" for source, published in spec.weights.items()) or "none"
+        weights = "; ".join(f"{source}: {published.file_name}" for source, published in spec.weights.items()) or (
+            "none: reads the hand's 21 landmarks (`--hands landmarks`)" if spec.inputs == "landmarks" else "none")
         rows.append([name, ", ".join(spec.aliases) or "-", f"{parameters:,}",
                      f"{count_multiply_adds(model) / 1e9:.3f}", weights])
     header = ["architecture", "aliases", "parameters", f"GMACs at {image_size} px", "ImageNet weights"]

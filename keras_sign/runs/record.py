@@ -63,8 +63,11 @@ class Preprocessing:
         """`model.json`'s "preprocessing", in words an app can follow."""
         resize = ("shorter side to image_size / 0.875, then the central square" if self.center_crop
                   else "the whole image to image_size x image_size")
-        return {"image_size": self.image_size, "center_crop": self.center_crop,
-                "resize": (f"the square around the hand (see hands), then {resize}" if self.hands else resize),
+        if self.hands and self.hands.get("stage") == "landmarks":
+            resize = "none: the model reads the hand's landmark features, not pixels (see hands)"
+        elif self.hands:
+            resize = f"the square around the hand (see hands), then {resize}"
+        return {"image_size": self.image_size, "center_crop": self.center_crop, "resize": resize,
                 "normalisation": "none outside the model: feed raw RGB pixels 0-255",
                 **({"hands": self.hands} if self.hands else {})}
 
@@ -264,16 +267,21 @@ def model_sha256(folder):
     return digest.hexdigest()
 
 
-def hand_stage_settings(models, margin, mirror_left, retry_border, description):
+def hand_stage_settings(models, margin, mirror_left, retry_border, description, stage="crop", features=None):
     """The hand stage as a run records it (`run.json`'s and `model.json`'s `hands`): the settings every
     later command applies, the models' files (`description`: `HandDetector.description`) and the steps
-    in words for an app to follow."""
+    in words for an app to follow. `stage`: "crop" (the model sees the hand's square) or "landmarks" (it
+    reads the landmark features `features` specifies: `keras_sign.hands.features.SPEC`)."""
     mirror = "; if it is a left hand, mirror it left-right (every hand then looks like a right hand)" if mirror_left \
         else ""
-    what = (f"find the hand with MediaPipe's palm detector and hand landmark model ({models}); take the box around "
-            f"its 21 landmarks, square it on its longer side, grow it by {margin:g} of that side on each side, and "
-            f"cut that square from the photo (black where it reaches past the edge){mirror}; then resize it as "
-            "`resize` says. A photo without a hand is no sign.")
-    return {"stage": "crop", "models": models, "margin": margin, "mirror_left": mirror_left,
+    found = f"find the hand with MediaPipe's palm detector and hand landmark model ({models})"
+    if stage == "landmarks":
+        what = (f"{found}; turn its 21 landmarks into the model's input as `features.steps` says (check it on "
+                "`features.test_vector`). A photo without a hand is no sign.")
+    else:
+        what = (f"{found}; take the box around its 21 landmarks, square it on its longer side, grow it by {margin:g} "
+                f"of that side on each side, and cut that square from the photo (black where it reaches past the "
+                f"edge){mirror}; then resize it as `resize` says. A photo without a hand is no sign.")
+    return {"stage": stage, "models": models, "margin": margin, "mirror_left": mirror_left,
             "retry_border": retry_border, **{key: value for key, value in description.items() if key != "models"},
-            "what": what}
+            **({"features": features} if features else {}), "what": what}

@@ -122,9 +122,12 @@ def transcribe(classifier, source, decoder, crop=None, batch_size=BATCH_SIZE, ov
         stage.detector.reset()
         tracker = stage.detector.track
     # One-time costs (TensorFlow's first resize, the model's first call) stay out of the stream's time.
-    blank = np.zeros((1, classifier.image_size, classifier.image_size, 3), np.uint8)
-    classifier.predict(prepare_frames(blank, [(0, 0, classifier.image_size, classifier.image_size)],
-                                      classifier.image_size, classifier.center_crop))
+    if classifier.reads_landmarks:
+        classifier.predict(np.zeros((1, *classifier.model.input_shape), np.float32))
+    else:
+        blank = np.zeros((1, classifier.image_size, classifier.image_size, 3), np.uint8)
+        classifier.predict(prepare_frames(blank, [(0, 0, classifier.image_size, classifier.image_size)],
+                                          classifier.image_size, classifier.center_crop))
     started = time.perf_counter()
     frames = _frames_of(source, broken.append)
     try:

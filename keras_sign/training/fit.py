@@ -41,7 +41,7 @@ from keras_sign.training.checkpoints import (
 )
 from keras_sign.training.fused_batch_norm import fuse_batch_norms
 from keras_sign.training.optimizers import FusedAdam, FusedAdamW
-from keras_sign.training.preparation import new_run, open_for_resume
+from keras_sign.training.preparation import new_run, open_for_resume, with_hand_stage
 from keras_sign.training.schedules import WarmupSchedule
 
 log = logging.getLogger("keras_sign")
@@ -237,10 +237,13 @@ def _decoded_split(files, config):
     return cached_split(files, config.image_size, config.center_crop, config.image_cache, config.image_cache_dir)
 
 
-def training_data(config, files, num_classes, devices):
-    """Cached training and validation images, and a function giving the batches of epochs `start` to `stop - 1`."""
-    train_images = _decoded_split(files["train"], config)
+def training_data(config, files, num_classes, devices, run=None):
+    """Cached training and validation images, and a function giving the batches of epochs `start` to `stop - 1`;
+    for a landmark model, the hands' landmark features of `run`'s split instead."""
     drop_remainder = devices > 1  # every device needs an equal share of each batch
+    if config.hands == "landmarks":
+        return _landmark_training_data(config, files, num_classes, drop_remainder, run)
+    train_images = _decoded_split(files["train"], config)
 
     def train_batches(start, stop):
         return epochs_of_batches(train_images, config.seed, range(start, stop), config.augment,
@@ -257,6 +260,25 @@ def training_data(config, files, num_classes, devices):
     return {"train_batches": train_batches, "val": val, "steps_per_epoch": max(steps, 1)}
 
 
+def _landmark_training_data(config, files, num_classes, drop_remainder, run):
+    from keras_sign.data.landmarks import epochs_of_landmark_batches, landmark_batches
+    from keras_sign.inference.hand_crops import landmark_inputs, run_hands
+
+    info = RunInfo.read(run.path)
+    inputs = {split: landmark_inputs(run_hands(run.path, files[split].paths, info.data_root), info.hands)
+              for split in ("train", "val")}
+    options = {"num_classes": num_classes, "batch_size": config.batch_size, "drop_remainder": drop_remainder}
+
+    def train_batches(start, stop):
+        return epochs_of_landmark_batches(inputs["train"], files["train"].labels, config.seed, range(start, stop),
+                                          config.augment, **options)
+
+    val = landmark_batches(inputs["val"], files["val"].labels, **options) if len(inputs["val"]) else None
+    images = len(inputs["train"])
+    steps = images // config.batch_size if drop_remainder else -(-images // config.batch_size)
+    return {"train_batches": train_batches, "val": val, "steps_per_epoch": max(steps, 1)}
+
+
 def train(config, backend, backend_reason, resume=False, callbacks=()):
     """Train `config.arch` and write a complete run folder; return `(run, metrics)`.
 
@@ -265,6 +287,7 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
     Keras callbacks, called after each epoch's history row is written.
     """
     started = time.time()
+    config = with_hand_stage(config)
     devices = configure_runtime(config, backend)
     with contextlib.ExitStack() as held:  # this process alone writes the run folder until training ends
         if resume:  # the starting point matters only if no checkpoint survived (its --init-from may be gone)
@@ -277,7 +300,7 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
         # split.csv, kept on resume; with a hand stage the model learns from the photos that hold a hand
         files = {split: run.split_files(split).with_hands() if split != "test" else run.split_files(split)
                  for split in SPLITS}
-        data = training_data(config, files, len(class_names), len(devices))
+        data = training_data(config, files, len(class_names), len(devices), run)
 
         normalization = info.normalization
         model = build_model(
@@ -329,6 +352,7 @@ def train_or_resume(config, backend, reason, callbacks=()):
     Return the run folder's path."""
     from keras_sign.config import HOW_NOT_WHAT, load_config
 
+    config = with_hand_stage(config)
     folder = Path(config.out)
     if (folder / "config.yaml").is_file():
         saved = load_config(folder / "config.yaml").to_dict()

@@ -5,6 +5,7 @@ that is resumed trains on exactly the split, normalisation and weights source
 it started with.
 """
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,7 +20,9 @@ from keras_sign.data.split import SPLITS, choose_method, make_split
 from keras_sign.errors import KerasSignError
 from keras_sign.hands.cache import HandCache
 from keras_sign.hands.detector import NO_HAND_CLASS, HandDetector
+from keras_sign.hands.features import SPEC as LANDMARK_SPEC
 from keras_sign.models import canonical_name
+from keras_sign.models.registry import get_spec
 from keras_sign.runs.atomic import atomic_write_text
 from keras_sign.runs.folder import RunFolder, check_new_folder, default_run_path
 from keras_sign.runs.locks import FolderLock
@@ -27,6 +30,19 @@ from keras_sign.runs.record import HANDS_FILE, RunInfo, hand_stage_settings, wri
 from keras_sign.training.checkpoints import read_state
 
 log = logging.getLogger("keras_sign")
+
+
+def with_hand_stage(config):
+    """`config` with the hand stage its architecture needs: a landmark model reads the hand's landmarks
+    (`--hands landmarks`, set for it), a CNN the photo or the hand's square."""
+    landmarks = get_spec(config.arch).inputs == "landmarks"
+    if landmarks and config.hands == "none":
+        return dataclasses.replace(config, hands="landmarks")
+    if landmarks != (config.hands == "landmarks"):
+        raise KerasSignError(f"--arch {config.arch} reads {'a hand' if landmarks else 'images'}, not "
+                             f"--hands {config.hands}; " + ("drop --hands." if landmarks else
+                                                            "--hands landmarks is for --arch landmarks."))
+    return config
 
 
 def scan_and_split(config):
@@ -69,6 +85,8 @@ def new_run(config, backend, backend_reason, start, held):
         write_hands(run.path, table.records, hands)
 
     mean, std = start.mean, start.std
+    if config.hands == "landmarks":  # the model reads no pixels
+        mean, std = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     if mean is None:
         train = [i for i, a in enumerate(assignment) if a == "train" and (crops is None or crops[i] is not None)]
         mean, std = channel_mean_std([table.root / table.records[i].path for i in train], config.image_size,
@@ -115,7 +133,7 @@ def hand_crops(table, assignment, config):
                     ", ".join(f"{count} {name}" for name, count in by_split.items() if count),
                     summarised([record.path for record, _ in missing], "see hands.jsonl"))
     stage = hand_stage_settings(config.hand_models, config.hand_margin, config.mirror_left, detector.retry_border,
-                                detector.description)
+                                detector.description, config.hands, LANDMARK_SPEC if config.hands == "landmarks" else None)
     return stage, hands, crops
 
 
