@@ -39,6 +39,7 @@ from keras_sign.errors import KerasSignError
 from keras_sign.export.formats import EXPORT_FORMATS, IO_TYPES, QUANTIZATIONS, Conversion
 from keras_sign.export.verification import DEFAULT_MIN_AGREEMENT, pooled_verification
 from keras_sign.inference.classifier import Classifier, load_classifier
+from keras_sign.inference.hand_crops import reads_landmarks
 from keras_sign.inference.runtimes import file_size
 from keras_sign.runs.atomic import atomic_write_json, check_writable
 from keras_sign.runs.folder import RunFolder
@@ -174,14 +175,20 @@ def file_rows(files):
     return list(zip(files.paths, files.labels, orientations, crops))
 
 
-def decode_rows(rows, info):
-    """uint8 images (as training decodes them: with a hand stage, the hands' crops) and class indices of
-    `file_rows` rows."""
+def decode_rows(rows, info, run_path):
+    """uint8 images (as training decodes them: with a hand stage, the hands' crops), or a landmark model's
+    landmark features of the hands the run's split used, and class indices of `file_rows` rows."""
     from keras_sign.data.pipeline import image_batches
+    from keras_sign.inference.hand_crops import landmark_inputs, run_hands
 
+    landmarks = reads_landmarks(info.hands)
     if not rows:
-        return np.zeros((0, info.image_size, info.image_size, 3), np.uint8), np.zeros(0, np.int64)
+        return (np.zeros((0, info.hands["features"]["features"]) if landmarks else
+                         (0, info.image_size, info.image_size, 3), np.float32 if landmarks else np.uint8),
+                np.zeros(0, np.int64))
     paths, labels, orientations, crops = zip(*rows)
+    if landmarks:
+        return landmark_inputs(run_hands(run_path, paths, info.data_root), info.hands), np.array(labels)
     crops = None if crops[0] is None else list(crops)
     return (np.concatenate(list(image_batches(paths, info.image_size, info.center_crop, orientations, crops=crops))),
             np.array(labels))
@@ -190,6 +197,14 @@ def decode_rows(rows, info):
 def _model_card(info, run_path, class_names):
     """What a format that describes itself (TFLite metadata) says of the model."""
     shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+    card = {"name": f"{info.arch} sign classifier ({info.dataset})", "version": Path(run_path).name,
+            "author": f"keras-sign {__version__}"}
+    if reads_landmarks(info.hands):
+        features = info.hands["features"]["features"]
+        return {**card, "features": features, "description": (
+            f"Classifies a hand sign into {len(class_names)} classes ({shown}) from the hand's landmarks. Input: "
+            f"{features} float32 landmark features of one hand, computed as the bundle's model.json says "
+            "(preprocessing.hands.features).")}
     return {
         "name": f"{info.arch} sign classifier ({info.dataset})",
         "description": (f"Classifies a photo of a hand sign into {len(class_names)} classes ({shown}). Input: RGB "
@@ -201,9 +216,9 @@ def _model_card(info, run_path, class_names):
 
 def _conversion(quantize, io_type, min_agreement, pools, info, run_path, class_names):
     """What the format's `convert` gets: the options, the model card and, for int8, the decoded images."""
-    calibration = decode_rows(pools["calibration"], info)[0] if pools["calibration"] else None
+    calibration = decode_rows(pools["calibration"], info, run_path)[0] if pools["calibration"] else None
     # A run too small to hold images back chooses on its calibration images (said in the record).
-    selection = decode_rows(pools["selection"], info)[0] if pools["selection"] else calibration
+    selection = decode_rows(pools["selection"], info, run_path)[0] if pools["selection"] else calibration
     return Conversion(quantize=quantize, io_type=io_type, class_names=class_names,
                       model_card=_model_card(info, run_path, class_names), min_agreement=min_agreement,
                       calibration=calibration, selection=selection)
@@ -238,10 +253,6 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
 
     run = RunFolder.open(run_path)
     info = RunInfo.read(run.path)
-    if info.hands and info.hands.get("stage") == "landmarks":
-        raise KerasSignError(f"{run.path} is a landmark model: export of landmark models (landmarks in, TFLite "
-                             "metadata for a feature tensor) is not supported yet; use the run folder with predict, "
-                             "transcribe and demo.")
     test = run.split_files("test").with_hands()
     if not test.paths:
         raise KerasSignError(f"{run.path} has no test split to verify the export on; train with a test split.")
@@ -263,9 +274,9 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
                                                                        run.path, class_names))
         converter["seconds"] = round(time.time() - started, 1)
         exported = Classifier(file_format.runtime(model_path), reference.record, str(model_path))
-        sets = {"test": decode_rows(file_rows(test), info)}
+        sets = {"test": decode_rows(file_rows(test), info, run.path)}
         if len(test.paths) < EXTRA_VERIFICATION_BELOW and pools["extra"]:
-            sets["held-back train/val"] = decode_rows(pools["extra"][:EXTRA_VERIFICATION_IMAGES], info)
+            sets["held-back train/val"] = decode_rows(pools["extra"][:EXTRA_VERIFICATION_IMAGES], info, run.path)
         held_back = sum(len(labels) for _, labels in sets.values())
         if held_back < FEW_VERIFICATION_IMAGES and pools["calibration"]:
             # A run this small gave every other image to the int8 calibration and recipe choice: checking on those
@@ -273,7 +284,8 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
             log.warning("Only %d held-back image(s) to verify on; the %d calibration and selection images join them "
                         "(the int8 model was made on those: agreement there is an optimistic figure).", held_back,
                         len(pools["calibration"]) + len(pools["selection"]))
-            sets["int8 calibration + selection"] = decode_rows(pools["calibration"] + pools["selection"], info)
+            sets["int8 calibration + selection"] = decode_rows(pools["calibration"] + pools["selection"], info,
+                                                               run.path)
         log.info("Verifying against Keras on %s.", " and ".join(f"{len(labels)} {name} images"
                                                                  for name, (_, labels) in sets.items()))
         results = {name: (reference.predict(images, calibrated=False, batch_size=VERIFY_BATCH),
@@ -292,7 +304,9 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
             file=file_format.file_name,
             **_file_record(model_path),
             input={"name": runtime.input_name, **_tensor_record(runtime, "input", runtime.input_shape),
-                   "layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255],
+                   **({"meaning": "one hand's landmark features: preprocessing.hands.features says how to compute "
+                                  "them and gives a test vector"} if reads_landmarks(info.hands) else
+                      {"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255]}),
                    "batch": "the batch dimension can be resized"},
             output={**_tensor_record(runtime, "output", [len(class_names)]),
                     "meaning": "softmax class probabilities, in labels.txt order"},

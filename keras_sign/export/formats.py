@@ -46,7 +46,7 @@ class Conversion:
     quantize: str
     io_type: str
     class_names: list
-    model_card: dict  # name, description, version, author, image_size: for a format that describes itself
+    model_card: dict  # name, description, version, author, image_size (or features): for a format that describes itself
     min_agreement: float
     calibration: np.ndarray | None = None  # uint8 training images an int8 model is calibrated on
     selection: np.ndarray | None = None  # uint8 images an int8 recipe is chosen on
@@ -63,7 +63,7 @@ def converter_record(route, **versions):
 
 def write_tflite(model, path, conversion):
     """Write a `.tflite` file of builtin ops, with the labels and the model card as TFLite metadata."""
-    from keras_sign.inference.tflite_metadata import add_metadata, image_metadata
+    from keras_sign.inference.tflite_metadata import add_metadata, image_metadata, landmark_metadata
 
     record = converter_record("tf.lite.TFLiteConverter.from_keras_model, TFLite builtin ops only")
     if conversion.quantize.startswith("int8"):
@@ -75,8 +75,9 @@ def write_tflite(model, path, conversion):
     else:
         tflite = to_tflite(model, conversion.quantize)
     labels = "".join(f"{name}\n" for name in conversion.class_names).encode("utf-8")
-    atomic_write_bytes(path, add_metadata(tflite, image_metadata(**conversion.model_card, license_text=None),
-                                          {"labels.txt": labels}))
+    card = conversion.model_card
+    metadata = (landmark_metadata if "features" in card else image_metadata)(**card, license_text=None)
+    atomic_write_bytes(path, add_metadata(tflite, metadata, {"labels.txt": labels}))
     return record
 
 

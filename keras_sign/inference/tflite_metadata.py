@@ -69,30 +69,51 @@ def image_metadata(name, description, version, author, license_text, image_size,
     `mean`/`std` say how an app turns pixels into the input tensor (`(pixel - mean) / std`);
     keras-sign's models normalise inside, so raw pixels go in: mean 0, std 1.
     """
+
+    def image_input(w):
+        # ImageProperties (color_space 0, default_size 1 -> ImageSize width 0, height 1) in Content
+        # (content_properties_type 0, content_properties 1), NormalizationOptions (mean 0, std 1) in a
+        # ProcessUnit (options_type 0, options 1), Stats (max 0, min 1).
+        size = w.table(2, uints={0: image_size, 1: image_size})
+        properties = w.table(2, offsets={1: size}, bytes_={0: COLOR_SPACE_RGB})
+        content = w.table(3, offsets={1: properties}, bytes_={0: CONTENT_IMAGE_PROPERTIES})
+        normalization = w.table(2, offsets={0: w.floats(mean), 1: w.floats(std)})
+        unit = w.table(2, offsets={1: normalization}, bytes_={0: PROCESS_UNIT_NORMALIZATION})
+        stats = w.table(2, offsets={0: w.floats([255.0]), 1: w.floats([0.0])})
+        return w.table(7, offsets={0: w.string("image"), 3: content, 4: w.offsets([unit]), 5: stats,
+                                   1: w.string(f"RGB image, {image_size}x{image_size}, pixels 0-255")})
+
+    return _classifier_metadata(name, description, version, author, license_text, labels_file, image_input)
+
+
+def landmark_metadata(name, description, version, author, license_text, features, labels_file="labels.txt"):
+    """The metadata flatbuffer of a classifier of a hand's landmark features: one input of `features`
+    float32 numbers (FeatureProperties: no normalisation, the app computes them), one output of class scores."""
+
+    def feature_input(w):
+        content = w.table(3, offsets={1: w.table(0)}, bytes_={0: CONTENT_FEATURE_PROPERTIES})
+        return w.table(7, offsets={0: w.string("landmarks"), 3: content, 1: w.string(
+            f"{features} landmark features of one hand (model.json: preprocessing.hands.features)")})
+
+    return _classifier_metadata(name, description, version, author, license_text, labels_file, feature_input)
+
+
+def _classifier_metadata(name, description, version, author, license_text, labels_file, input_tensor):
+    """The metadata flatbuffer of a classifier whose input tensor's metadata `input_tensor(writer)` builds."""
     w = _Writer()
     # AssociatedFile: name 0, description 1, type 2
     labels = w.table(5, offsets={0: w.string(labels_file), 1: w.string("Class names, one per line, in output order")},
                      bytes_={2: TENSOR_AXIS_LABELS})
-    # Input: ImageProperties (color_space 0, default_size 1 -> ImageSize width 0, height 1) in Content
-    # (content_properties_type 0, content_properties 1), NormalizationOptions (mean 0, std 1) in a
-    # ProcessUnit (options_type 0, options 1), Stats (max 0, min 1).
-    size = w.table(2, uints={0: image_size, 1: image_size})
-    properties = w.table(2, offsets={1: size}, bytes_={0: COLOR_SPACE_RGB})
-    content = w.table(3, offsets={1: properties}, bytes_={0: CONTENT_IMAGE_PROPERTIES})
-    normalization = w.table(2, offsets={0: w.floats(mean), 1: w.floats(std)})
-    unit = w.table(2, offsets={1: normalization}, bytes_={0: PROCESS_UNIT_NORMALIZATION})
-    stats = w.table(2, offsets={0: w.floats([255.0]), 1: w.floats([0.0])})
     # TensorMetadata: name 0, description 1, dimension_names 2, content 3, process_units 4, stats 5,
     # associated_files 6
-    image = w.table(7, offsets={0: w.string("image"), 3: content, 4: w.offsets([unit]), 5: stats,
-                                1: w.string(f"RGB image, {image_size}x{image_size}, pixels 0-255")})
+    model_input = input_tensor(w)
     features = w.table(0)  # FeatureProperties has no fields
     score_content = w.table(3, offsets={1: features}, bytes_={0: CONTENT_FEATURE_PROPERTIES})
     score_stats = w.table(2, offsets={0: w.floats([1.0]), 1: w.floats([0.0])})
     scores = w.table(7, offsets={0: w.string("probability"), 1: w.string("Probabilities of the classes"),
                                  3: score_content, 5: score_stats, 6: w.offsets([labels])})
     # SubGraphMetadata: input_tensor_metadata 2, output_tensor_metadata 3
-    subgraph = w.table(10, offsets={2: w.offsets([image]), 3: w.offsets([scores])})
+    subgraph = w.table(10, offsets={2: w.offsets([model_input]), 3: w.offsets([scores])})
     # ModelMetadata: name 0, description 1, version 2, subgraph_metadata 3, author 4, license 5,
     # associated_files 6, min_parser_version 7
     root = w.table(8, offsets={0: w.string(name), 1: w.string(description), 2: w.string(version),

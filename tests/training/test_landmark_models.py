@@ -82,14 +82,32 @@ def test_a_landmark_run_compares_and_transcribes(landmark_run, tmp_path):
     assert "the hand stage" in spelled.stderr and "CER " in spelled.stdout
 
 
-def test_the_stage_and_the_architecture_must_agree_and_export_says_it_cannot_yet(landmark_run, small_digits,
-                                                                                  tmp_path):
+def test_the_stage_and_the_architecture_must_agree(small_digits, tmp_path):
     one_line_error(*invoke("train", "--arch", "landmarks", "--hands", "crop", "--data-dir", small_digits,
                            "--out", tmp_path / "a"), "reads a hand, not --hands crop", "drop --hands")
     one_line_error(*invoke("train", "--arch", "resnet18", "--hands", "landmarks", "--data-dir", small_digits,
                            "--out", tmp_path / "b"), "--hands landmarks is for --arch landmarks")
-    one_line_error(*invoke("export", landmark_run, "--out", tmp_path / "exports"), "is a landmark model",
-                   "not supported yet")
+
+
+def test_a_landmark_run_exports_to_tflite_with_its_spec_and_answers_as_the_run_does(landmark_run, tmp_path):
+    from keras_sign.hands.features import SPEC
+    from keras_sign.inference.tflite_metadata import read_metadata
+
+    result = run_cli("export", landmark_run, "--out", tmp_path / "exports")
+    assert result.returncode == 0, result.stderr[-3000:]
+    bundle = tmp_path / "exports" / f"{landmark_run.name}-tflite-none"
+    record = json.loads((bundle / "model.json").read_text())
+    assert record["verified"] is True and record["input"]["shape"] == [1, FEATURES]
+    features = record["preprocessing"]["hands"]["features"]
+    assert features == json.loads(json.dumps(SPEC))  # the steps and the test vector an app checks itself with
+    assert read_metadata((bundle / "model.tflite").read_bytes())["labels"] == SIGNS
+    photos = sorted((MASSEY / "hand3" / "y").iterdir())[-2:]
+    answers = [invoke("predict", source, *photos, "--format", "jsonl") for source in (landmark_run, bundle)]
+    assert all(code == 0 for code, _ in answers), answers
+    from_run, from_bundle = ([json.loads(line) for line in output.strip().splitlines()[-2:]] for _, output in answers)
+    for one, other in zip(from_run, from_bundle):
+        assert one["predictions"][0]["class"] == other["predictions"][0]["class"]
+        assert one["predictions"][0]["probability"] == pytest.approx(other["predictions"][0]["probability"], abs=1e-4)
 
 
 def test_landmark_batches_are_seeded_by_the_epoch_alone():
