@@ -145,8 +145,9 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
     click.echo(transcript.text)
     stage = "" if transcript.hand_seconds is None else (
         f"; the hand stage {100 * transcript.hand_seconds / max(transcript.wall_seconds, 1e-9):.0f}% of it")
+    steps = "decode, the hand's landmarks" if classifier.reads_landmarks else "decode, crop, resize"
     click.echo(f"{transcript.frames} frames ({transcript.seconds:.1f} s) in {transcript.wall_seconds:.2f} s: "
-               f"{transcript.frames_per_second:.0f} frames/s (decode, crop, resize, model, decoder{stage}), after "
+               f"{transcript.frames_per_second:.0f} frames/s ({steps}, model, decoder{stage}), after "
                f"{startup:.1f} s of start-up (loading the model and TensorFlow)", err=True)
     if reference is not None:
         score = character_error_rate(reference, transcript.text)

@@ -65,11 +65,10 @@ def benchmark_model(path, threads, runs=RUNS, warmup=WARMUP, batch_size=BATCH_SI
     for _ in range(batches):
         model.predict(batch)
     throughput = batches * batch_size / (time.perf_counter() - started)
-    height, width, channels = model.input_shape
     return {
         "model": display_name(path),
         "runtime": model.runtime,
-        "input": f"{height}x{width}x{channels} {model.input_dtype.name}",
+        "input": f"{'x'.join(map(str, model.input_shape))} {model.input_dtype.name}",  # 64x64x3, or 63 landmarks
         "megabytes": file_size(model_file(path)) / 1e6,
         "latency_ms_median": 1000 * float(np.median(latencies)),
         "latency_ms_p90": 1000 * float(np.percentile(latencies, 90)),

@@ -5,6 +5,7 @@ Needs Debian's `chromium` (or KERAS_SIGN_CHROMIUM pointing at a Chromium) and Pl
 package; .ci/run installs both. A screenshot of the page mid-word is kept in test-artifacts/.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -53,12 +54,33 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(trained):  # noqa: F811
-    """`keras-sign demo BUNDLE` as a user starts it, in a process of its own; stopped with Ctrl-C."""
+@contextlib.contextmanager
+def page_with_camera(y4m, url):
+    """Debian's Chromium with `y4m` as its camera, on the demo page at `url` once it is connected: yields the
+    page and the list its script errors and failed requests go to."""
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("requestfailed", lambda request: errors.append(f"{request.url} failed"))
+            page.goto(url)
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')")
+            yield page, errors
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def demo_server(model):
+    """`keras-sign demo MODEL` as a user starts it, in a process of its own; yields its URL, then stops it
+    with Ctrl-C and yields its output."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "keras_sign.cli", "demo", str(trained["bundle"]),
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "keras_sign.cli", "demo", str(model), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -70,13 +92,22 @@ def server(trained):  # noqa: F811
                 process.kill()
                 pytest.fail(f"the demo server did not start:\n{process.communicate()[0]}")
             time.sleep(0.5)
-    yield url
+    stopped = {}
+    yield url, stopped
     process.send_signal(signal.SIGINT)
     try:
-        output = process.communicate(timeout=30)[0]
+        stopped["output"] = process.communicate(timeout=30)[0]
     except subprocess.TimeoutExpired:
         process.kill()
         pytest.fail("the demo server did not stop on Ctrl-C")
+
+
+@pytest.fixture(scope="module")
+def server(trained):  # noqa: F811
+    """The demo of the trained bundle; it must say where it is and stop cleanly."""
+    with demo_server(trained["bundle"]) as (url, stopped):
+        yield url
+    output = stopped["output"]
     assert f"open {url}/" in output and "Traceback" not in output, output
 
 
@@ -90,44 +121,32 @@ def test_the_page_spells_the_camera_clip_as_transcribe_does(trained, camera_clip
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "demo-browser.png"
     screenshot.unlink(missing_ok=True)
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 700})
-            errors = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("requestfailed", lambda request: errors.append(f"{request.url} failed"))
-            page.goto(server)
-            page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')")
-            assert "(LiteRT), 4 classes" in page.text_content("#model")
-            page.click("#start")
-            # The fake camera plays the clip from its first frame when the page opens it, then loops:
-            # the text one clip length after the camera started is the clip's.
-            page.wait_for_function("document.getElementById('status').textContent.startsWith('Camera on')")
-            started = time.monotonic()
-            tops, bars = set(), set()
-            while time.monotonic() - started < summary["seconds"]:
-                names = page.locator("#bars li span:first-child").all_text_contents()
-                if names:
-                    tops.add(names[0])
-                    bars.add(tuple(page.locator("#bars li span:last-child").all_text_contents()))
-                text = page.text_content("#text")
-                if len(text.strip()) == 2 and not screenshot.exists():
-                    page.screenshot(path=screenshot)  # mid-word
-                time.sleep(0.1)
-            spelled = page.text_content("#text").strip()
-            latency = float(page.text_content("#latency"))
-            frames_per_second = int(page.text_content("#fps"))
+    with page_with_camera(y4m, server) as (page, errors):
+        assert "(LiteRT), 4 classes" in page.text_content("#model")
+        page.click("#start")
+        # The fake camera plays the clip from its first frame when the page opens it, then loops:
+        # the text one clip length after the camera started is the clip's.
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('Camera on')")
+        started = time.monotonic()
+        tops, bars = set(), set()
+        while time.monotonic() - started < summary["seconds"]:
+            names = page.locator("#bars li span:first-child").all_text_contents()
+            if names:
+                tops.add(names[0])
+                bars.add(tuple(page.locator("#bars li span:last-child").all_text_contents()))
+            text = page.text_content("#text")
+            if len(text.strip()) == 2 and not screenshot.exists():
+                page.screenshot(path=screenshot)  # mid-word
+            time.sleep(0.1)
+        spelled = page.text_content("#text").strip()
+        latency = float(page.text_content("#latency"))
+        frames_per_second = int(page.text_content("#fps"))
 
-            # A photo dropped on the page goes through predict.
-            photo = sorted((trained["data"] / "2").iterdir())[0]
-            page.set_input_files("#file", str(photo))
-            page.wait_for_function("document.getElementById('upload').textContent.includes(':')")
-            uploaded = page.text_content("#upload")
-        finally:
-            browser.close()
+        # A photo dropped on the page goes through predict.
+        photo = sorted((trained["data"] / "2").iterdir())[0]
+        page.set_input_files("#file", str(photo))
+        page.wait_for_function("document.getElementById('upload').textContent.includes(':')")
+        uploaded = page.text_content("#upload")
 
     assert not errors, errors
     score = character_error_rate(expected, spelled)
@@ -141,23 +160,8 @@ def test_the_page_spells_the_camera_clip_as_transcribe_does(trained, camera_clip
 @pytest.fixture(scope="module")
 def hand_server(hand_run):  # noqa: F811
     """`keras-sign demo` of a model trained on hands (`--hands crop`)."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "keras_sign.cli", "demo", str(hand_run["bundle"]),
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/info", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the demo server did not start:\n{process.communicate()[0]}")
-            time.sleep(0.5)
-    yield url
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=30)
+    with demo_server(hand_run["bundle"]) as (url, _):
+        yield url
 
 
 def test_blank_camera_frames_type_nothing_and_the_hand_is_drawn(hand_run, hand_server, tmp_path):  # noqa: F811
@@ -167,29 +171,18 @@ def test_blank_camera_frames_type_nothing_and_the_hand_is_drawn(hand_run, hand_s
              for path in sorted((hand_run["data"] / "1").glob("*.JPG"))[:3] for _ in range(30)]
     y4m = tmp_path / "camera.y4m"
     write_y4m(y4m, [room] * 45 + hands, 15)
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 700})
-            errors = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(hand_server)
-            page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')")
-            page.click("#start")
-            page.wait_for_function("document.getElementById('status').textContent.includes('the square follows')")
-            started, seen, blank_text = time.monotonic(), [], []
-            while time.monotonic() - started < 5.5:
-                seen.append((time.monotonic() - started, page.text_content("#hand")))
-                if time.monotonic() - started < 2.5:
-                    blank_text.append(page.text_content("#text"))
-                time.sleep(0.1)
-            drawn = page.evaluate("(() => { const c = document.getElementById('overlay'); return Array.from("
-                                  "c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
-                                  ".some((value, i) => i % 4 == 3 && value > 0); })()")
-        finally:
-            browser.close()
+    with page_with_camera(y4m, hand_server) as (page, errors):
+        page.click("#start")
+        page.wait_for_function("document.getElementById('status').textContent.includes('the square follows')")
+        started, seen, blank_text = time.monotonic(), [], []
+        while time.monotonic() - started < 5.5:
+            seen.append((time.monotonic() - started, page.text_content("#hand")))
+            if time.monotonic() - started < 2.5:
+                blank_text.append(page.text_content("#text"))
+            time.sleep(0.1)
+        drawn = page.evaluate("(() => { const c = document.getElementById('overlay'); return Array.from("
+                              "c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+                              ".some((value, i) => i % 4 == 3 && value > 0); })()")
     assert not errors, errors
     early = [hand for moment, hand in seen if 0.5 < moment < 2.5]
     assert early and all(hand == "no hand" for hand in early)  # the empty room: no hand
