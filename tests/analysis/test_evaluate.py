@@ -195,6 +195,7 @@ def test_a_single_class_folder_can_be_evaluated(users_run, tmp_path):
 
 
 @pytest.mark.xdist_group("users_run")
+@pytest.mark.slow
 def test_two_folders_with_one_name_do_not_overwrite_each_others_reports(users_run, tmp_path):
     """Defect 7: evalA/test then evalB/test silently replaced the first one's metrics-test.json."""
     first = copy_subset(SAMPLE, tmp_path / "evalA" / "test", CLASSES, 2)

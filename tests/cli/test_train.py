@@ -1,9 +1,12 @@
 """`keras-sign train --resume`: what a resume may change, and the reasons it gives."""
 
+import pytest
+
 from conftest import assert_ok as _ok
 from conftest import run_cli
 
 
+@pytest.mark.slow
 def test_resuming_a_smoke_run_gives_the_real_reason(small_digits, tmp_path):
     """`train --resume SMOKE_RUN --epochs 6` answered "already trained 1 epoch(s); pass a larger --epochs"."""
     run = tmp_path / "smoke"

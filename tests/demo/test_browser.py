@@ -164,6 +164,7 @@ def hand_server(hand_run):  # noqa: F811
         yield url
 
 
+@pytest.mark.slow
 def test_blank_camera_frames_type_nothing_and_the_hand_is_drawn(hand_run, hand_server, tmp_path):  # noqa: F811
     """No hand, no letter, in the browser: 3 s of an empty room, then photos of hands."""
     room = np.full((120, 120, 3), 128, np.uint8)

@@ -12,6 +12,7 @@ from export_fixtures import CLASSES, export_once, trained_runs  # noqa: F401  (f
 pytestmark = pytest.mark.xdist_group("export")
 
 
+@pytest.mark.slow
 def test_onnx_export_is_verified_in_onnxruntime(export_once):
     record = export_once("tensorflow", "onnx")
     bundle = Path(record["bundle"])

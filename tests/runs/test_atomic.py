@@ -44,6 +44,7 @@ def test_runs_being_a_file_is_one_clear_line(tmp_path, monkeypatch, users_run):
     one_line_error(*invoke("train", "--epochs", "1"), "which is a file", "choose another --out")
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_resumable(users_folder, tmp_path):
     """No space left while checkpointing: one line, nothing half-written, and the run resumes."""
     disk = tmp_path / "small-disk"

@@ -144,6 +144,7 @@ def test_an_ensemble_keeps_the_photos_its_members_agree_on(two_runs, tmp_path):
     assert json.loads((tmp_path / "ensemble" / "model.json").read_text())["calibration"]["images"] == 14
 
 
+@pytest.mark.slow
 def test_members_of_other_data_make_an_ensemble_with_no_split(two_runs, tmp_path):
     data, (small, large) = two_runs
     elsewhere = tmp_path / "elsewhere"

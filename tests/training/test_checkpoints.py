@@ -207,6 +207,7 @@ def test_resume_after_kill_9_mid_epoch_equals_an_uninterrupted_run(digits60, tmp
 
 
 @pytest.mark.xdist_group("users_run")
+@pytest.mark.slow
 def test_resume_falls_back_from_a_damaged_checkpoint(users_run, tmp_path, caplog):
     """Defect 8, on resume: the newest intact checkpoint (best.npz) is used and said so, and training
     goes on from there."""

@@ -72,6 +72,7 @@ def test_other_architectures_train_and_reload(arch, small_digits, tmp_path):
     _assert_ok(run_cli("evaluate", run, backend="torch"))  # custom layers load under another backend
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_and_the_schedule_is_recorded(small_digits, tmp_path):
     run = tmp_path / "run"
     # With the backbone (and its batch norm) frozen and a learning rate this small, validation accuracy

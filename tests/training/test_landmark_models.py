@@ -15,6 +15,9 @@ from keras_sign.hands.features import FEATURES, landmark_features
 from keras_sign.hands.images import read_upright
 from keras_sign.models.registry import available_models, build_model, canonical_name
 
+# Its tests share one trained run: one worker runs them all (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("landmarks")
+
 MASSEY = SHARED_DATA / "massey_asl_hands"
 SIGNS = ["a", "b", "c", "l", "v", "y"]
 
@@ -89,6 +92,7 @@ def test_the_stage_and_the_architecture_must_agree(small_digits, tmp_path):
                            "--out", tmp_path / "b"), "--hands landmarks is for --arch landmarks")
 
 
+@pytest.mark.slow
 def test_a_landmark_run_exports_to_tflite_with_its_spec_and_answers_as_the_run_does(landmark_run, tmp_path):
     from keras_sign.hands.features import SPEC
     from keras_sign.inference.tflite_metadata import read_metadata
