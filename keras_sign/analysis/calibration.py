@@ -131,7 +131,7 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
     `shown_as`: the folder's name in warnings, when it is being written under another."""
     from keras_sign.data.pipeline import image_batches
     from keras_sign.inference.classifier import load_classifier
-    from keras_sign.inference.hand_crops import landmark_batches, reads_landmarks
+    from keras_sign.inference.hand_crops import landmark_batches, run_hands
     from keras_sign.runs.atomic import check_writable
     from keras_sign.runs.folder import RunFolder
 
@@ -143,8 +143,8 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
         raise KerasSignError(f"{run.path} has {len(files.paths)} validation images; calibration needs at least "
                              f"{MIN_CALIBRATION_IMAGES} (train with a larger val_fraction).")
     classifier = load_classifier(run.path, model=model)
-    if reads_landmarks(info.hands):
-        inputs = landmark_batches(run.path, info.hands, files.paths, info.data_root, batch_size)
+    if info.preprocessing.reads_landmarks:
+        inputs = landmark_batches(run_hands(run.path, files.paths, info.data_root), info.hands, batch_size)
     else:
         inputs = image_batches(files.paths, info.image_size, info.center_crop, files.orientations, batch_size,
                                files.crops)

@@ -113,13 +113,14 @@ def tsne_points(features, max_points=TSNE_POINTS, seed=TSNE_SEED):
 
 
 def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
-    """`(root, relative paths, class indices, orientations, crops, description, left-out folders)` of the images
-    to score: the test split, or the class folders of `data_dir` mapped onto the model's classes
+    """`(root, relative paths, class indices, orientations, crops, hands, description, left-out folders)` of the
+    images to score: the test split, or the class folders of `data_dir` mapped onto the model's classes
     (`keras_sign.data.class_map`; `class_map` is a YAML file for what names alone do not match). `crops` are
-    the hands' squares under the run's hand stage (None per photo without a hand), or None without a stage."""
+    the hands' squares under the run's hand stage (None per photo without a hand), or None without a stage;
+    `hands` the hands themselves where a landmark model needs them (else None)."""
     from keras_sign.data.class_map import map_classes, read_class_map
     from keras_sign.data.scan import scan_folder, summarised
-    from keras_sign.inference.hand_crops import crops_of_files, reads_landmarks
+    from keras_sign.inference.hand_crops import crops_of, hands_of_files, run_hands
 
     index = {name: i for i, name in enumerate(class_names)}
     if data_dir is None:
@@ -130,20 +131,21 @@ def _images_to_evaluate(run, info, class_names, data_dir, class_map=None):
             raise KerasSignError(f"{run.path} has no test split to evaluate; pass --data-dir PATH with labelled images.")
         root = Path(info.data_root)
         paths = [str(path.relative_to(root)) for path in files.paths]
-        return root, paths, files.labels, files.orientations, files.crops, "test split", []
+        hands = run_hands(run.path, files.paths, root) if info.preprocessing.reads_landmarks else None
+        return root, paths, files.labels, files.orientations, files.crops, hands, "test split", []
     table = scan_folder(data_dir, min_classes=1)  # one known class is a fine thing to evaluate
     mapped, left_out = map_classes(table.class_names, class_names, read_class_map(class_map) if class_map else None)
     if left_out:
         log.warning("Left out %d class folder(s) of %s that are not classes of the model: %s.", len(left_out),
                     data_dir, summarised(left_out, "metrics.json lists them all"))
     records = [r for r in table.records if r.label in mapped]
-    crops = None
+    crops = hands = None
     if info.hands:
-        crops = crops_of_files([table.root / r.path for r in records], [r.sha1 for r in records], info.hands)
-        if reads_landmarks(info.hands):  # a landmark model needs only to know which photos hold a hand
-            crops = [crop and (0, 0, 0, 0) for crop in crops]
+        hands = hands_of_files([table.root / r.path for r in records], [r.sha1 for r in records], info.hands)
+        crops = crops_of(hands, info.hands)
     return (table.root, [str(r.path) for r in records], [index[mapped[r.label]] for r in records],
-            [r.orientation for r in records], crops, str(Path(data_dir).resolve()), left_out)
+            [r.orientation for r in records], crops, hands if info.preprocessing.reads_landmarks else None,
+            str(Path(data_dir).resolve()), left_out)
 
 
 def no_hand_answer(class_names):
@@ -200,7 +202,7 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     from keras_sign.analysis import plots
     from keras_sign.data.pipeline import image_batches
     from keras_sign.inference.classifier import load_classifier
-    from keras_sign.inference.hand_crops import landmark_batches, reads_landmarks
+    from keras_sign.inference.hand_crops import landmark_batches
     from keras_sign.runs.atomic import atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
     from keras_sign.runs.folder import RunFolder
 
@@ -209,8 +211,8 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
     info = RunInfo.read(run.path)
     classifier = load_classifier(run.path, model=model)
     class_names = classifier.class_names
-    root, paths, labels, orientations, crops, source, left_out = _images_to_evaluate(run, info, class_names, data_dir,
-                                                                                      class_map)
+    root, paths, labels, orientations, crops, hands, source, left_out = _images_to_evaluate(run, info, class_names,
+                                                                                             data_dir, class_map)
     suffix = output_suffix(run, data_dir, name, source, tta)
     # With a hand stage, the model sees the photos that hold a hand; the others answer `nothing`.
     seen = list(range(len(paths))) if crops is None else [i for i, crop in enumerate(crops) if crop is not None]
@@ -218,15 +220,14 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
         raise KerasSignError(f"None of the {len(paths)} photos to evaluate holds a hand the hand stage finds.")
 
     def images(transform=lambda batch: batch):
-        if reads_landmarks(info.hands):
-            return landmark_batches(run.path, info.hands, [root / paths[i] for i in seen], root, batch_size,
-                                    from_cache=data_dir is not None)
+        if hands is not None:  # a landmark model
+            return landmark_batches([hands[i] for i in seen], info.hands, batch_size)
         return (transform(batch) for batch in image_batches(
             [root / paths[i] for i in seen], info.image_size, info.center_crop,
             None if orientations is None else [orientations[i] for i in seen], batch_size,
             None if crops is None else [crops[i] for i in seen]))
 
-    if tta and reads_landmarks(info.hands):
+    if tta and info.preprocessing.reads_landmarks:
         raise KerasSignError(f"{run.path} is a landmark model: a left hand is mirrored already; drop --tta.")
 
     features, seen_probabilities = classifier.features_and_probabilities(images())

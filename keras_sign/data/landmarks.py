@@ -9,6 +9,8 @@ seen a little from the side), and each point moved by Gaussian noise of `JITTER`
 in depth (the landmark model's own scatter).
 """
 
+import functools
+
 import numpy as np
 
 from keras_sign.data.decode import import_tensorflow
@@ -53,7 +55,4 @@ def epochs_of_landmark_batches(features, labels, seed, epochs, augment=True, **o
     """The training batches of `epochs` (a range), one epoch after another (`landmark_batches`' `options`)."""
     each = [landmark_batches(features, labels, seed=epoch_seed(seed, epoch), augment=augment, **options)
             for epoch in epochs]
-    dataset = each[0]
-    for more in each[1:]:
-        dataset = dataset.concatenate(more)
-    return dataset
+    return functools.reduce(lambda dataset, more: dataset.concatenate(more), each)

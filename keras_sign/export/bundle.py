@@ -39,11 +39,10 @@ from keras_sign.errors import KerasSignError
 from keras_sign.export.formats import EXPORT_FORMATS, IO_TYPES, QUANTIZATIONS, Conversion
 from keras_sign.export.verification import DEFAULT_MIN_AGREEMENT, pooled_verification
 from keras_sign.inference.classifier import Classifier, load_classifier
-from keras_sign.inference.hand_crops import reads_landmarks
 from keras_sign.inference.runtimes import file_size
 from keras_sign.runs.atomic import atomic_write_json, check_writable
 from keras_sign.runs.folder import RunFolder
-from keras_sign.runs.record import RunInfo, bundle_json, model_sha256, write_bundle
+from keras_sign.runs.record import RunInfo, bundle_json, model_sha256, reads_landmarks, write_bundle
 
 log = logging.getLogger("keras_sign")
 
@@ -181,14 +180,12 @@ def decode_rows(rows, info, run_path):
     from keras_sign.data.pipeline import image_batches
     from keras_sign.inference.hand_crops import landmark_inputs, run_hands
 
-    landmarks = reads_landmarks(info.hands)
+    if reads_landmarks(info.hands):
+        paths, labels = [row[0] for row in rows], [row[1] for row in rows]
+        return landmark_inputs(run_hands(run_path, paths, info.data_root), info.hands), np.array(labels, np.int64)
     if not rows:
-        return (np.zeros((0, info.hands["features"]["features"]) if landmarks else
-                         (0, info.image_size, info.image_size, 3), np.float32 if landmarks else np.uint8),
-                np.zeros(0, np.int64))
+        return np.zeros((0, info.image_size, info.image_size, 3), np.uint8), np.zeros(0, np.int64)
     paths, labels, orientations, crops = zip(*rows)
-    if landmarks:
-        return landmark_inputs(run_hands(run_path, paths, info.data_root), info.hands), np.array(labels)
     crops = None if crops[0] is None else list(crops)
     return (np.concatenate(list(image_batches(paths, info.image_size, info.center_crop, orientations, crops=crops))),
             np.array(labels))
@@ -205,13 +202,9 @@ def _model_card(info, run_path, class_names):
             f"Classifies a hand sign into {len(class_names)} classes ({shown}) from the hand's landmarks. Input: "
             f"{features} float32 landmark features of one hand, computed as the bundle's model.json says "
             "(preprocessing.hands.features).")}
-    return {
-        "name": f"{info.arch} sign classifier ({info.dataset})",
-        "description": (f"Classifies a photo of a hand sign into {len(class_names)} classes ({shown}). Input: RGB "
-                        f"{info.image_size}x{info.image_size}, pixels 0-255 (normalisation is inside the "
-                        "model)."),
-        "version": Path(run_path).name, "author": f"keras-sign {__version__}", "image_size": info.image_size,
-    }
+    return {**card, "image_size": info.image_size, "description": (
+        f"Classifies a photo of a hand sign into {len(class_names)} classes ({shown}). Input: RGB "
+        f"{info.image_size}x{info.image_size}, pixels 0-255 (normalisation is inside the model).")}
 
 
 def _conversion(quantize, io_type, min_agreement, pools, info, run_path, class_names):

@@ -34,6 +34,7 @@ from keras_sign.runs.record import (
     is_run_folder,
     read_labels,
     read_model_record,
+    reads_landmarks,
 )
 
 log = logging.getLogger("keras_sign")
@@ -126,8 +127,7 @@ class Classifier:
     @property
     def reads_landmarks(self):
         """Whether the model reads a hand's landmark features (a landmark model), not pixels."""
-        hands = self.record.preprocessing.hands
-        return bool(hands) and hands.get("stage") == "landmarks"
+        return self.record.preprocessing.reads_landmarks
 
     @property
     def no_hand_answer(self):
@@ -215,7 +215,7 @@ def load_classifier(path, threads=None, model=None):
     if record.preprocessing is None:
         record = dataclasses.replace(record, preprocessing=Preprocessing(int(shape[0]) if len(shape) == 3 else 0))
     hands = record.preprocessing.hands
-    if hands and hands.get("stage") == "landmarks":  # a landmark model: features in, not pixels
+    if reads_landmarks(hands):  # a landmark model: features in, not pixels
         expected = (hands["features"]["features"],)
     else:
         expected = (record.preprocessing.image_size,) * 2 + (3,)

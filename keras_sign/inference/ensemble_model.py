@@ -13,7 +13,7 @@ from pathlib import Path
 from keras_sign.errors import KerasSignError
 from keras_sign.models.saving import load_model
 from keras_sign.runs.folder import RunFolder
-from keras_sign.runs.record import RunInfo, model_sha256, read_classes
+from keras_sign.runs.record import RunInfo, model_sha256, read_classes, reads_landmarks
 
 
 def _members(run_paths):
@@ -26,7 +26,7 @@ def _members(run_paths):
         info = RunInfo.read(run.path)
         if info.is_ensemble:
             raise KerasSignError(f"{path} is an ensemble; pass its members' run folders (its run.json lists them).")
-        if info.hands and info.hands.get("stage") == "landmarks":
+        if reads_landmarks(info.hands):
             raise KerasSignError(f"{path} is a landmark model; ensembles are of image models (landmark members are "
                                  "not supported yet).")
         for key in (run.path.resolve(), model_sha256(run.path)):  # the same folder twice, or a copy of one

@@ -11,7 +11,6 @@ and resized by `resize_image`, exactly as training cut and resized the photos. F
 "landmarks") what the model sees of a hand is its landmark features (`keras_sign.hands.features`) instead.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,14 +19,9 @@ import numpy as np
 
 from keras_sign.data.decode import crop_square, decode_upright, import_tensorflow, resize_image
 from keras_sign.hands.detector import Hand, HandDetector
-from keras_sign.hands.features import landmark_features
+from keras_sign.hands.features import FEATURES, landmark_features
 from keras_sign.hands.images import read_upright
-from keras_sign.runs.record import HANDS_FILE
-
-
-def reads_landmarks(settings):
-    """Whether a hand stage's model reads the hand's landmarks (a landmark model), not its crop."""
-    return bool(settings) and settings.get("stage") == "landmarks"
+from keras_sign.runs.record import HANDS_FILE, reads_landmarks
 
 
 def hand_features(hand, settings):
@@ -74,16 +68,14 @@ class HandCrops:
         return crops, hands
 
 
-def crops_of_files(paths, sha1s, settings, cache_folder=None):
-    """Each photo's hand crop under a run's hand stage (`settings`), or None where it holds no hand: from the
-    hand cache, the hands found now where they never were (`keras_sign.hands.cache`)."""
-    return [None if hand is None else hand.crop(settings["margin"], settings["mirror_left"])
-            for hand in hands_of_files(paths, sha1s, settings, cache_folder)]
+def crops_of(hands, settings):
+    """Each hand's crop `(x0, y0, side, mirror)` under a run's hand stage (`settings`), None for a photo without one."""
+    return [None if hand is None else hand.crop(settings["margin"], settings["mirror_left"]) for hand in hands]
 
 
 def hands_of_files(paths, sha1s, settings, cache_folder=None):
     """The first hand of each photo under a run's hand stage (`settings`), None where it holds none: from the
-    hand cache, found now where they never were."""
+    hand cache, the hands found now where they never were (`keras_sign.hands.cache`)."""
     from keras_sign.hands.cache import HandCache
 
     detector = HandDetector(settings["models"], 1, None, settings.get("retry_border", 0.25))
@@ -104,20 +96,12 @@ def run_hands(run_path, paths, root):
 
 def landmark_inputs(hands, settings):
     """`(n, 63)` float32 landmark features of `hands` (none of them None), as a landmark model reads them."""
-    from keras_sign.hands.features import FEATURES
-
     if not hands:
         return np.zeros((0, FEATURES), np.float32)
     return np.stack([hand_features(hand, settings) for hand in hands])
 
 
-def landmark_batches(run_path, settings, paths, root, batch_size, from_cache=False):
-    """A landmark model's inputs for photos that hold a hand (absolute `paths` under `root`), in batches: the
-    hands the run's split used (its hands.jsonl), or with `from_cache` (photos from elsewhere) the hand cache's,
-    keyed by each file's content as the scan hashed it."""
-    if from_cache:
-        hands = hands_of_files(paths, [hashlib.sha1(Path(path).read_bytes()).hexdigest() for path in paths], settings)
-    else:
-        hands = run_hands(run_path, paths, root)
+def landmark_batches(hands, settings, batch_size):
+    """A landmark model's inputs for `hands` (none of them None), in batches of `batch_size`."""
     inputs = landmark_inputs(hands, settings)
     return [inputs[start:start + batch_size] for start in range(0, len(inputs), batch_size)]

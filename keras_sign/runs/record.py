@@ -49,6 +49,12 @@ def _check_schema(record, path):
                              f"{SCHEMA}); upgrade keras-sign to read it.")
 
 
+def reads_landmarks(hands):
+    """Whether a hand stage's settings (`hands` of a record) feed a landmark model the hand's landmark features,
+    rather than a CNN the hand's square."""
+    return bool(hands) and hands.get("stage") == "landmarks"
+
+
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
     """What a photo goes through before the model: resized to `image_size` (whole, or with
@@ -59,11 +65,15 @@ class Preprocessing:
     center_crop: bool = False
     hands: dict | None = None
 
+    @property
+    def reads_landmarks(self):
+        return reads_landmarks(self.hands)
+
     def to_json(self):
         """`model.json`'s "preprocessing", in words an app can follow."""
         resize = ("shorter side to image_size / 0.875, then the central square" if self.center_crop
                   else "the whole image to image_size x image_size")
-        if self.hands and self.hands.get("stage") == "landmarks":
+        if self.reads_landmarks:
             resize = "none: the model reads the hand's landmark features, not pixels (see hands)"
         elif self.hands:
             resize = f"the square around the hand (see hands), then {resize}"

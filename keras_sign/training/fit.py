@@ -237,12 +237,16 @@ def _decoded_split(files, config):
     return cached_split(files, config.image_size, config.center_crop, config.image_cache, config.image_cache_dir)
 
 
-def training_data(config, files, num_classes, devices, run=None):
+def _steps_per_epoch(examples, batch_size, drop_remainder):
+    return max(examples // batch_size if drop_remainder else -(-examples // batch_size), 1)
+
+
+def training_data(config, files, num_classes, devices, run=None, info=None):
     """Cached training and validation images, and a function giving the batches of epochs `start` to `stop - 1`;
-    for a landmark model, the hands' landmark features of `run`'s split instead."""
+    for a landmark model, the landmark features of the hands of `run`'s split (`info`: its record) instead."""
     drop_remainder = devices > 1  # every device needs an equal share of each batch
     if config.hands == "landmarks":
-        return _landmark_training_data(config, files, num_classes, drop_remainder, run)
+        return _landmark_training_data(config, files, num_classes, drop_remainder, run, info)
     train_images = _decoded_split(files["train"], config)
 
     def train_batches(start, stop):
@@ -255,16 +259,14 @@ def training_data(config, files, num_classes, devices, run=None):
     if files["val"][0]:
         val = batches(_decoded_split(files["val"], config), num_classes, config.batch_size,
                       drop_remainder=drop_remainder)
-    images = len(files["train"][0])
-    steps = images // config.batch_size if drop_remainder else -(-images // config.batch_size)
-    return {"train_batches": train_batches, "val": val, "steps_per_epoch": max(steps, 1)}
+    return {"train_batches": train_batches, "val": val,
+            "steps_per_epoch": _steps_per_epoch(len(files["train"].paths), config.batch_size, drop_remainder)}
 
 
-def _landmark_training_data(config, files, num_classes, drop_remainder, run):
+def _landmark_training_data(config, files, num_classes, drop_remainder, run, info):
     from keras_sign.data.landmarks import epochs_of_landmark_batches, landmark_batches
     from keras_sign.inference.hand_crops import landmark_inputs, run_hands
 
-    info = RunInfo.read(run.path)
     inputs = {split: landmark_inputs(run_hands(run.path, files[split].paths, info.data_root), info.hands)
               for split in ("train", "val")}
     options = {"num_classes": num_classes, "batch_size": config.batch_size, "drop_remainder": drop_remainder}
@@ -274,9 +276,8 @@ def _landmark_training_data(config, files, num_classes, drop_remainder, run):
                                           config.augment, **options)
 
     val = landmark_batches(inputs["val"], files["val"].labels, **options) if len(inputs["val"]) else None
-    images = len(inputs["train"])
-    steps = images // config.batch_size if drop_remainder else -(-images // config.batch_size)
-    return {"train_batches": train_batches, "val": val, "steps_per_epoch": max(steps, 1)}
+    return {"train_batches": train_batches, "val": val,
+            "steps_per_epoch": _steps_per_epoch(len(inputs["train"]), config.batch_size, drop_remainder)}
 
 
 def train(config, backend, backend_reason, resume=False, callbacks=()):
@@ -300,7 +301,7 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
         # split.csv, kept on resume; with a hand stage the model learns from the photos that hold a hand
         files = {split: run.split_files(split).with_hands() if split != "test" else run.split_files(split)
                  for split in SPLITS}
-        data = training_data(config, files, len(class_names), len(devices), run)
+        data = training_data(config, files, len(class_names), len(devices), run, info)
 
         normalization = info.normalization
         model = build_model(
