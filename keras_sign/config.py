@@ -36,8 +36,8 @@ AUGMENT_POLICIES = {
 MIX_DEFAULT_ALPHA = {"mixup": 0.2, "cutmix": 1.0}  # Beta(alpha, alpha) of the blends: the papers' ImageNet settings
 MIX_METHODS = ("none", *MIX_DEFAULT_ALPHA)
 # crop: the square around the hand (keras_sign.hands); landmarks: the hand's landmarks, for a landmark model
-# (--arch landmarks, which sets it); none: the whole photo
-HAND_STAGES = ("none", "crop", "landmarks")
+# (--arch landmarks, which sets it); fusion: both, for a fusion model (--arch fusion:<cnn>); none: the whole photo
+HAND_STAGES = ("none", "crop", "landmarks", "fusion")
 IMAGE_CACHES = ("auto", "memory", "disk")  # where decoded training images are kept (data.image_cache)
 # Settings that change where or how fast a run computes, not what it computes: a resume may change them.
 HOW_NOT_WHAT = ("checkpoint_every", "backend", "image_cache", "image_cache_dir")
@@ -83,7 +83,8 @@ class TrainConfig:
     hands: str = setting("none", "crop: find the hand first (MediaPipe's hand models) and train on the square "
                                  "around it; photos without a hand are left out of training and answer `nothing` "
                                  "in evaluation. landmarks: the hand's 21 landmarks, what a landmark model "
-                                 "(--arch landmarks, which sets it) reads. none: the whole photo.", choices=HAND_STAGES)
+                                 "(--arch landmarks, which sets it) reads. fusion: the square and the landmarks, for --arch "
+                                 "fusion:<cnn> (which sets it). none: the whole photo.", choices=HAND_STAGES)
     hand_models: str = setting("full", "The hand stage's models: full, or lite (faster).", choices=("full", "lite"))
     hand_margin: float = setting(0.25, "The hand's crop: the square around its landmarks, grown by this share of "
                                        "its side on each side.")

@@ -129,9 +129,8 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
     """Fit temperature and threshold on a run's validation split; write and return calibration.json.
     `model`: the run's model when the caller holds it (training does), else model.keras is loaded.
     `shown_as`: the folder's name in warnings, when it is being written under another."""
-    from keras_sign.data.pipeline import image_batches
     from keras_sign.inference.classifier import load_classifier
-    from keras_sign.inference.hand_crops import landmark_batches, run_hands
+    from keras_sign.inference.hand_crops import photo_inputs, run_hands
     from keras_sign.runs.atomic import check_writable
     from keras_sign.runs.folder import RunFolder
 
@@ -143,11 +142,8 @@ def calibrate_run(run_path, max_false_accept=DEFAULT_MAX_FALSE_ACCEPT, batch_siz
         raise KerasSignError(f"{run.path} has {len(files.paths)} validation images; calibration needs at least "
                              f"{MIN_CALIBRATION_IMAGES} (train with a larger val_fraction).")
     classifier = load_classifier(run.path, model=model)
-    if info.preprocessing.reads_landmarks:
-        inputs = landmark_batches(run_hands(run.path, files.paths, info.data_root), info.hands, batch_size)
-    else:
-        inputs = image_batches(files.paths, info.image_size, info.center_crop, files.orientations, batch_size,
-                               files.crops)
+    hands = run_hands(run.path, files.paths, info.data_root) if info.preprocessing.reads_landmarks else None
+    inputs = photo_inputs(files.paths, info.preprocessing, files.orientations, files.crops, hands, batch_size)
     probabilities = classifier.predict(inputs, calibrated=False)
     calibration = note_shared_signers(fit(probabilities, files.labels, max_false_accept), run, info, shown_as)
     write_calibration(run.path, calibration)

@@ -200,9 +200,8 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
         metrics, report, written = evaluate_run("runs/digits-mobilenetv3_small-20261125-203937")
     """
     from keras_sign.analysis import plots
-    from keras_sign.data.pipeline import image_batches
     from keras_sign.inference.classifier import load_classifier
-    from keras_sign.inference.hand_crops import landmark_batches
+    from keras_sign.inference.hand_crops import photo_inputs
     from keras_sign.runs.atomic import atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
     from keras_sign.runs.folder import RunFolder
 
@@ -220,15 +219,14 @@ def evaluate_run(run_path, data_dir=None, max_tsne_points=TSNE_POINTS, batch_siz
         raise KerasSignError(f"None of the {len(paths)} photos to evaluate holds a hand the hand stage finds.")
 
     def images(transform=lambda batch: batch):
-        if hands is not None:  # a landmark model
-            return landmark_batches([hands[i] for i in seen], info.hands, batch_size)
-        return (transform(batch) for batch in image_batches(
-            [root / paths[i] for i in seen], info.image_size, info.center_crop,
-            None if orientations is None else [orientations[i] for i in seen], batch_size,
-            None if crops is None else [crops[i] for i in seen]))
+        return (transform(batch) for batch in photo_inputs(
+            [root / paths[i] for i in seen], info.preprocessing,
+            None if orientations is None else [orientations[i] for i in seen],
+            None if crops is None else [crops[i] for i in seen], None if hands is None else [hands[i] for i in seen],
+            batch_size))
 
     if tta and info.preprocessing.reads_landmarks:
-        raise KerasSignError(f"{run.path} is a landmark model: a left hand is mirrored already; drop --tta.")
+        raise KerasSignError(f"{run.path} reads the hand's landmarks: a left hand is mirrored already; drop --tta.")
 
     features, seen_probabilities = classifier.features_and_probabilities(images())
     if tta:  # the mean of the image's and its mirror image's probabilities (a left-handed signer's sign)

@@ -84,23 +84,26 @@ def batches(images, num_classes, batch_size, shuffle_seed=None, augment_seed=Non
     """
     tf = import_tensorflow()
     autotune = tf.data.AUTOTUNE
-    if hasattr(images, "batched"):  # a disk cache shuffles indices and reads each batch's rows
-        ds = images.batched(batch_size, shuffle_seed, drop_remainder)
-    else:
-        ds = images
-        if shuffle_seed is not None:
-            ds = ds.shuffle(int(ds.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=False)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = shuffled_batches(images, batch_size, shuffle_seed, drop_remainder)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), num_parallel_calls=autotune)
     if augment_seed is not None:
-        augment = _augmenter(augment_policy, background, mix, mix_alpha)
+        augment = augmenter(augment_policy, background, mix, mix_alpha)
         ds = ds.enumerate().map(lambda index, batch: augment(tf.stack([tf.constant(augment_seed, tf.int64), index]),
                                                              *batch), num_parallel_calls=autotune)
     return ds.prefetch(autotune)
 
 
+def shuffled_batches(images, batch_size, shuffle_seed=None, drop_remainder=False):
+    """`(uint8 images, labels)` batches of `decoded_images` or a disk cache, shuffled by `shuffle_seed` (None: in order)."""
+    if hasattr(images, "batched"):  # a disk cache shuffles indices and reads each batch's rows
+        return images.batched(batch_size, shuffle_seed, drop_remainder)
+    if shuffle_seed is not None:
+        images = images.shuffle(int(images.cardinality()), seed=shuffle_seed, reshuffle_each_iteration=False)
+    return images.batch(batch_size, drop_remainder=drop_remainder)
+
+
 @functools.cache
-def _augmenter(policy, background, mix, mix_alpha):
+def augmenter(policy, background, mix, mix_alpha):
     """`(seed, images, labels) -> (images, labels)`, augmented and mixed, as one `tf.function`: tf.data
     then traces it once, not once per epoch (0.04 s each for the default job)."""
     tf = import_tensorflow()

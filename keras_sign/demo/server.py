@@ -60,6 +60,7 @@ class FrameModel:
         or KerasSignError. With a hand stage the hand is followed from the tab's last frame (`regions`), and a
         frame without one gives all-zero probabilities: no hand, no letter."""
         from keras_sign.data.decode import decode_upright
+        from keras_sign.inference.inputs import stacked
         from keras_sign.spelling.transcribe import crop_box, prepare_frames
 
         started = time.perf_counter()
@@ -77,7 +78,7 @@ class FrameModel:
             else:
                 hands, regions = stage.detector.follow(frame, list(regions))
                 hand = hands[0] if hands else None
-                image = None if hand is None else stage.crop(frame, hand)[None]
+                image = None if hand is None else stacked([stage.crop(frame, hand)])
             found = time.perf_counter()
             if image is None:
                 probabilities = np.zeros(len(self.classifier.class_names), np.float32)

@@ -177,18 +177,18 @@ def file_rows(files):
 def decode_rows(rows, info, run_path):
     """uint8 images (as training decodes them: with a hand stage, the hands' crops), or a landmark model's
     landmark features of the hands the run's split used, and class indices of `file_rows` rows."""
-    from keras_sign.data.pipeline import image_batches
-    from keras_sign.inference.hand_crops import landmark_inputs, run_hands
+    from keras_sign.inference.hand_crops import photo_inputs, run_hands
+    from keras_sign.inference.inputs import from_parts, joined
 
-    if reads_landmarks(info.hands):
-        paths, labels = [row[0] for row in rows], [row[1] for row in rows]
-        return landmark_inputs(run_hands(run_path, paths, info.data_root), info.hands), np.array(labels, np.int64)
-    if not rows:
-        return np.zeros((0, info.image_size, info.image_size, 3), np.uint8), np.zeros(0, np.int64)
-    paths, labels, orientations, crops = zip(*rows)
-    crops = None if crops[0] is None else list(crops)
-    return (np.concatenate(list(image_batches(paths, info.image_size, info.center_crop, orientations, crops=crops))),
-            np.array(labels))
+    if not rows:  # no photos: empty arrays of the model's inputs
+        empty = [np.zeros((0, info.image_size, info.image_size, 3), np.uint8)] if info.preprocessing.reads_pixels else []
+        if info.preprocessing.reads_landmarks:
+            empty.append(np.zeros((0, info.hands["features"]["features"]), np.float32))
+        return from_parts(empty), np.zeros(0, np.int64)
+    paths, labels, orientations, crops = (list(column) for column in zip(*rows))
+    hands = run_hands(run_path, paths, info.data_root) if reads_landmarks(info.hands) else None
+    batches = photo_inputs(paths, info.preprocessing, orientations, None if crops[0] is None else crops, hands)
+    return joined(list(batches)), np.array(labels, np.int64)
 
 
 def _model_card(info, run_path, class_names):
@@ -196,15 +196,21 @@ def _model_card(info, run_path, class_names):
     shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
     card = {"name": f"{info.arch} sign classifier ({info.dataset})", "version": Path(run_path).name,
             "author": f"keras-sign {__version__}"}
-    if reads_landmarks(info.hands):
-        features = info.hands["features"]["features"]
+    pixels = (f"RGB {info.image_size}x{info.image_size}, pixels 0-255 (normalisation is inside the model)"
+              if info.preprocessing.reads_pixels else None)
+    features = info.hands["features"]["features"] if reads_landmarks(info.hands) else None
+    landmarks = features and (f"{features} float32 landmark features of one hand, computed as the bundle's model.json "
+                              "says (preprocessing.hands.features)")
+    if pixels and landmarks:
+        return {**card, "image_size": info.image_size, "features": features, "description": (
+            f"Classifies a hand sign into {len(class_names)} classes ({shown}) from the square around the hand and "
+            f"its landmarks. Inputs: the square, {pixels}; {landmarks}.")}
+    if landmarks:
         return {**card, "features": features, "description": (
             f"Classifies a hand sign into {len(class_names)} classes ({shown}) from the hand's landmarks. Input: "
-            f"{features} float32 landmark features of one hand, computed as the bundle's model.json says "
-            "(preprocessing.hands.features).")}
+            f"{landmarks}.")}
     return {**card, "image_size": info.image_size, "description": (
-        f"Classifies a photo of a hand sign into {len(class_names)} classes ({shown}). Input: RGB "
-        f"{info.image_size}x{info.image_size}, pixels 0-255 (normalisation is inside the model).")}
+        f"Classifies a photo of a hand sign into {len(class_names)} classes ({shown}). Input: {pixels}.")}
 
 
 def _conversion(quantize, io_type, min_agreement, pools, info, run_path, class_names):
@@ -217,9 +223,21 @@ def _conversion(quantize, io_type, min_agreement, pools, info, run_path, class_n
                       calibration=calibration, selection=selection)
 
 
-def _tensor_record(runtime, which, shape):
-    """Shape, dtype and (for integer TFLite tensors) the quantization an app must apply."""
-    details = getattr(runtime, f"{which}_details", None)  # only LiteRT models have typed tensors
+def _input_records(runtime, info):
+    """model.json's `input` (a fusion model: `inputs`, the pixels then the landmark features): each input's name,
+    shape, dtype and what it holds."""
+    meanings = ([{"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255]}] if info.preprocessing.reads_pixels
+                else []) + ([{"meaning": "one hand's landmark features: preprocessing.hands.features says how to "
+                                         "compute them and gives a test vector"}] if reads_landmarks(info.hands) else [])
+    details = getattr(runtime, "inputs_details", [None] * len(meanings))  # only LiteRT models have typed tensors
+    records = [{"name": name, **_tensor_record(detail, shape), **meaning, "batch": "the batch dimension can be resized"}
+               for name, shape, detail, meaning in zip(runtime.input_names, runtime.input_shapes, details, meanings)]
+    return {"input": records[0]} if len(records) == 1 else {"inputs": records}
+
+
+def _tensor_record(details, shape):
+    """Shape, dtype and (for integer TFLite tensors) the quantization an app must apply; `details` are a LiteRT
+    tensor's (None for a runtime without typed tensors)."""
     dtype = np.dtype(details["dtype"]) if details else np.dtype(np.float32)
     record = {"shape": [1, *shape], "dtype": dtype.name}
     if dtype != np.float32:
@@ -296,12 +314,8 @@ def _export(run_path, export_format, quantize, out, io_type, calibration_images,
             format=export_format,
             file=file_format.file_name,
             **_file_record(model_path),
-            input={"name": runtime.input_name, **_tensor_record(runtime, "input", runtime.input_shape),
-                   **({"meaning": "one hand's landmark features: preprocessing.hands.features says how to compute "
-                                  "them and gives a test vector"} if reads_landmarks(info.hands) else
-                      {"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255]}),
-                   "batch": "the batch dimension can be resized"},
-            output={**_tensor_record(runtime, "output", [len(class_names)]),
+            **_input_records(runtime, info),
+            output={**_tensor_record(getattr(runtime, "output_details", None), [len(class_names)]),
                     "meaning": "softmax class probabilities, in labels.txt order"},
             labels_embedded=file_format.read_metadata is not None,
             **({f"{export_format}_metadata": file_format.read_metadata(model_path)} if file_format.read_metadata

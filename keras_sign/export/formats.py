@@ -22,20 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_sign.export.tflite import quiet_native_output, to_tflite
+from keras_sign.export.tflite import graph_input_order, quiet_native_output, to_tflite
 from keras_sign.inference.runtimes import OnnxModel, SavedModel, TFLiteModel, import_export_dependency
 from keras_sign.runs.atomic import atomic_write_bytes
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8-strict")  # int8: see keras_sign.export.quantization
 IO_TYPES = ("uint8", "float32")
-INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
 
-def _input_spec(model):
+def _input_specs(model):
+    """A spec per model input, named as the Keras model names it (`image`, `landmarks`; a fusion model both)."""
     import tensorflow as tf
 
-    return tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)
+    return [tf.TensorSpec([None, *tensor.shape[1:]], tf.float32, name=tensor.name) for tensor in model.inputs]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ def converter_record(route, **versions):
 
 def write_tflite(model, path, conversion):
     """Write a `.tflite` file of builtin ops, with the labels and the model card as TFLite metadata."""
-    from keras_sign.inference.tflite_metadata import add_metadata, image_metadata, landmark_metadata
+    from keras_sign.inference.tflite_metadata import add_metadata, classifier_metadata, feature_input, image_input
 
     record = converter_record("tf.lite.TFLiteConverter.from_keras_model, TFLite builtin ops only")
     if conversion.quantize.startswith("int8"):
@@ -75,8 +75,11 @@ def write_tflite(model, path, conversion):
     else:
         tflite = to_tflite(model, conversion.quantize)
     labels = "".join(f"{name}\n" for name in conversion.class_names).encode("utf-8")
-    card = conversion.model_card
-    metadata = (landmark_metadata if "features" in card else image_metadata)(**card, license_text=None)
+    card = dict(conversion.model_card)
+    inputs = {"image": image_input(card.pop("image_size")) if "image_size" in card else None,
+              "landmarks": feature_input(card.pop("features")) if "features" in card else None}
+    order = graph_input_order(tflite, [tensor.name for tensor in model.inputs])  # metadata follows the graph's order
+    metadata = classifier_metadata(**card, license_text=None, inputs=[inputs[name] for name in order])
     atomic_write_bytes(path, add_metadata(tflite, metadata, {"labels.txt": labels}))
     return record
 
@@ -86,7 +89,7 @@ def tflite_metadata_record(path):
     from keras_sign.inference.tflite_metadata import read_metadata
 
     metadata = read_metadata(Path(path).read_bytes())
-    return {key: metadata[key] for key in ("name", "min_parser_version", "mean", "std", "label_files")}
+    return {key: metadata[key] for key in ("name", "min_parser_version", "inputs", "mean", "std", "label_files")}
 
 
 def write_onnx(model, path, conversion):
@@ -96,15 +99,16 @@ def write_onnx(model, path, conversion):
     tf2onnx = import_export_dependency("tf2onnx")
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     record = converter_record("frozen TensorFlow graph converted by tf2onnx", tf2onnx=tf2onnx.__version__)
-    function = tf.function(lambda image: model(image, training=False))
-    concrete = function.get_concrete_function(_input_spec(model))
-    inputs, outputs = [concrete.inputs[0].name], [concrete.outputs[0].name]
+    specs = _input_specs(model)
+    function = tf.function(lambda *tensors: model(list(tensors) if len(tensors) > 1 else tensors[0], training=False))
+    concrete = function.get_concrete_function(*specs)
+    inputs, outputs = [tensor.name for tensor in concrete.inputs[:len(specs)]], [concrete.outputs[0].name]
     with quiet_native_output():
         # Freezing turns variables and captured constants (the normalisation) into graph constants.
         graph_def = tf2onnx.tf_loader.from_function(concrete, inputs, outputs)
         proto, _ = tf2onnx.convert.from_graph_def(
             graph_def, input_names=inputs, output_names=outputs, output_path=str(path),
-            tensors_to_rename={inputs[0]: INPUT_NAME, outputs[0]: OUTPUT_NAME},
+            tensors_to_rename={**{name: spec.name for name, spec in zip(inputs, specs)}, outputs[0]: OUTPUT_NAME},
         )
     record["opset"] = next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
     return record

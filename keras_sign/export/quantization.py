@@ -36,8 +36,9 @@ import tempfile
 
 import numpy as np
 
-from keras_sign.export.tflite import quiet_native_output, to_tflite
+from keras_sign.export.tflite import graph_input_order, quiet_native_output, to_tflite
 from keras_sign.inference.classifier import predict_in_batches
+from keras_sign.inference.inputs import count, from_parts, joined, one_by_one, parts, rows
 from keras_sign.inference.runtimes import KerasModel, TFLiteModel
 
 log = logging.getLogger("keras_sign")
@@ -46,6 +47,9 @@ FLOAT_LAYER_STEPS = (1, 2, 4, 8)
 FLOAT_WEIGHT_OPS_STEPS = (0, 4, 8, 16, 24, 32, 48, 64)
 NOISE_GREY_LEVELS = 1.0
 SELECTION_NOISE_GREY_LEVELS = (2.0, 4.0, 8.0)  # the noisy copies a recipe is also chosen on
+# A landmark feature is in units of the hand's wrist-to-knuckle length; a grey level is 1/255 of the pixels' range,
+# and the features span about -2 to 2: the same share of their range.
+FEATURE_NOISE_PER_GREY_LEVEL = 4 / 255
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
 DEBUG_IMAGES = 50  # calibration images the debugger measures each layer's error on
 
@@ -63,31 +67,40 @@ def keras_predict(keras_model, images, batch=32):
     return predict_in_batches(KerasModel(model=keras_model).predict, images, batch)
 
 
+def noisy(inputs, level, rng):
+    """`inputs` (`keras_sign.inference.inputs`) with Gaussian noise: `level` grey levels on pixels (kept uint8),
+    `level * FEATURE_NOISE_PER_GREY_LEVEL` on landmark features."""
+    return from_parts(
+        np.clip(np.rint(part + rng.normal(0.0, level, part.shape)), 0, 255).astype(np.uint8) if part.ndim == 4
+        else (part + rng.normal(0.0, level * FEATURE_NOISE_PER_GREY_LEVEL, part.shape)).astype(np.float32)
+        for part in parts(inputs))
+
+
 def noise_stability(keras_model, images, reference, seed=0):
     """Top-1 agreement of the Keras model with itself when one grey level of Gaussian noise is added."""
-    noise = np.random.default_rng(seed).normal(0.0, NOISE_GREY_LEVELS, images.shape)
-    noisy = np.clip(images.astype(np.float32) + noise, 0, 255).astype(np.float32)
-    return float(np.mean(keras_predict(keras_model, noisy).argmax(-1) == reference.argmax(-1)))
+    perturbed = noisy(images, NOISE_GREY_LEVELS, np.random.default_rng(seed))
+    return float(np.mean(keras_predict(keras_model, perturbed).argmax(-1) == reference.argmax(-1)))
 
 
 def with_noisy_copies(images, seed=0):
-    """uint8 images followed by copies with `SELECTION_NOISE_GREY_LEVELS` of Gaussian noise each."""
+    """Inputs followed by copies with `SELECTION_NOISE_GREY_LEVELS` of Gaussian noise each."""
     rng = np.random.default_rng(seed)
-    copies = [np.clip(np.rint(images + rng.normal(0.0, level, images.shape)), 0, 255).astype(np.uint8)
-              for level in SELECTION_NOISE_GREY_LEVELS]
-    return np.concatenate([images.astype(np.uint8), *copies])
+    return joined([images, *(noisy(images, level, rng) for level in SELECTION_NOISE_GREY_LEVELS)])
 
 
 def _debugger(model, calibration):
     import tensorflow as tf
 
+    names = [tensor.name for tensor in model.inputs]
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([np.asarray(x, np.float32)[None]] for x in calibration)
-    debug_images = calibration[:DEBUG_IMAGES]
+    converter.representative_dataset = lambda: one_by_one(calibration, names)
+    debug_images = rows(calibration, DEBUG_IMAGES)
+    order = graph_input_order(to_tflite(model, "none"), names) if len(names) > 1 else names
     with quiet_native_output():
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([np.asarray(x, np.float32)[None]] for x in debug_images))
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=lambda: (
+            [sample[name] for name in order] if isinstance(sample, dict) else sample
+            for sample in one_by_one(debug_images, names)))
         debugger.run()
     return debugger
 
@@ -190,15 +203,15 @@ def choose_int8(model, calibration, selection, min_agreement, io_type="uint8", s
     images = with_noisy_copies(selection)
     reference = keras_predict(model, images)
     target = 1.0 - (1.0 - min_agreement) / 2  # room for the verification's own sample of flips
-    clean = reference[:len(selection)]
-    record = {"selection_images": len(selection), "selection_noise_grey_levels": list(SELECTION_NOISE_GREY_LEVELS),
+    clean = reference[:count(selection)]
+    record = {"selection_images": count(selection), "selection_noise_grey_levels": list(SELECTION_NOISE_GREY_LEVELS),
               "selection_target": target, "tried": [],
               "keras_noise_stability": noise_stability(model, selection, clean)}
     best = None
     for name, model_bytes, floats in _recipes(model, calibration, io_type, selection, clean, record):
         agreement = float(np.mean(tflite_predict(model_bytes, images).argmax(-1) == reference.argmax(-1)))
         log.info("int8 recipe %s: agreement %.4f on %d selection images and their noisy copies, %.2f MB", name,
-                 agreement, len(selection), len(model_bytes) / 1e6)
+                 agreement, count(selection), len(model_bytes) / 1e6)
         record["tried"].append({"recipe": name, "agreement": agreement, "bytes": len(model_bytes), **floats})
         if strict or agreement >= target:
             return model_bytes, {**record, "recipe": name, "float_layers": [], **floats}

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from keras_sign.errors import KerasSignError
+from keras_sign.inference.inputs import one_by_one
 from keras_sign.inference.runtimes import import_export_dependency
 
 # The converter names each TensorFlow op it cannot express with TFLite builtins in this phrase.
@@ -48,12 +49,6 @@ def quiet_native_output():
                 os.close(copy)
 
 
-def _calibration_batches(images):
-    """The representative dataset: one image per step, float32 0-255 as the model takes them."""
-    for image in images:
-        yield [np.asarray(image, dtype=np.float32)[None]]
-
-
 def _raw_pixel_input(tflite_model):
     """Give an integer model input scale 1 and zero point 0, so that its bytes are the raw pixels.
 
@@ -64,13 +59,24 @@ def _raw_pixel_input(tflite_model):
     flatbuffer_utils = import_export_dependency("ai_edge_litert.tools.flatbuffer_utils")
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_model))
     graph = model.subgraphs[0]
-    index = graph.inputs[0]
-    consumers = [op for op in graph.operators if index in op.inputs]
+    images = [index for index in graph.inputs if len(graph.tensors[index].shape) == 4]  # not landmark features
+    if not images:
+        return tflite_model
+    consumers = [op for op in graph.operators if images[0] in op.inputs]
     if not all(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) == "QUANTIZE" for op in consumers):
         return tflite_model  # not the converter's usual layout: keep (and record) its own scale
-    graph.tensors[index].quantization.scale = np.array([1.0], dtype=np.float32)
-    graph.tensors[index].quantization.zeroPoint = np.array([0], dtype=np.int64)
+    graph.tensors[images[0]].quantization.scale = np.array([1.0], dtype=np.float32)
+    graph.tensors[images[0]].quantization.zeroPoint = np.array([0], dtype=np.int64)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def graph_input_order(tflite_model, names):
+    """The Keras input `names` in the order of a converted model's graph inputs, which is the order that
+    position-based readers (TFLite metadata, the quantization debugger) follow: the converter may list a fusion
+    model's two inputs either way."""
+    litert = import_export_dependency("ai_edge_litert.interpreter")
+    details = litert.Interpreter(model_content=tflite_model).get_input_details()
+    return [next(name for name in names if name in detail["name"]) for detail in details]
 
 
 def to_tflite(model, quantize="none", calibration_images=None, io_type="uint8"):
@@ -80,7 +86,8 @@ def to_tflite(model, quantize="none", calibration_images=None, io_type="uint8"):
         model: a Keras model taking raw 0-255 RGB (normalisation inside).
         quantize: "none" (float32), "float16" (weights), "dynamic" (int8 weights, float
             activations) or "int8" (weights and activations, calibrated on `calibration_images`).
-        calibration_images: uint8 images `(n, h, w, 3)`, for "int8" only.
+        calibration_images: uint8 images `(n, h, w, 3)` (a landmark model's features, a fusion model's tuple of
+            both: `keras_sign.inference.inputs`), for "int8" only.
         io_type: input/output type of an "int8" model: "uint8" (integer only) or "float32".
 
     Returns:
@@ -98,7 +105,7 @@ def to_tflite(model, quantize="none", calibration_images=None, io_type="uint8"):
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantize == "int8":
-        converter.representative_dataset = lambda: _calibration_batches(calibration_images)
+        converter.representative_dataset = lambda: one_by_one(calibration_images, [tensor.name for tensor in model.inputs])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io_type)
     try:

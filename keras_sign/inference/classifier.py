@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_sign.errors import KerasSignError
+from keras_sign.inference.inputs import count, from_parts, is_inputs, padded, parts, rows
 from keras_sign.inference.runtimes import KerasModel, load_model_file, model_file
 from keras_sign.runs.record import (
     LABELS_FILE,
@@ -35,6 +36,7 @@ from keras_sign.runs.record import (
     read_labels,
     read_model_record,
     reads_landmarks,
+    reads_pixels,
 )
 
 log = logging.getLogger("keras_sign")
@@ -51,25 +53,29 @@ def apply_temperature(probabilities, temperature):
     return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
-def _batches(images, batch_size):
-    """An array of images as batches; anything else (a generator of batches) as it is."""
-    if isinstance(images, np.ndarray):
-        return (images[start:start + batch_size] for start in range(0, len(images), batch_size))
-    return images
+def _batches(inputs, batch_size):
+    """Inputs (`keras_sign.inference.inputs`) as batches; anything else (a generator of batches) as it is."""
+    if is_inputs(inputs):
+        return (rows(inputs, start, start + batch_size) for start in range(0, count(inputs), batch_size))
+    return inputs
 
 
 def _run_batches(step, batches):
-    """`step(batch)` (a list of output arrays) over batches, joined. A last, smaller batch is padded to the
-    first one's size: a new shape would trace a Keras model again, or re-plan a LiteRT interpreter."""
+    """`step(batch)` (a list of output arrays) over batches of inputs, joined. A last, smaller batch is padded to
+    the first one's size: a new shape would trace a Keras model again, or re-plan a LiteRT interpreter."""
     outputs, size = [], None
     for batch in batches:
-        batch = np.asarray(batch)
-        count, size = len(batch), size or len(batch)
-        if 0 < count < size:
-            batch = np.concatenate([batch, np.zeros((size - count, *batch.shape[1:]), batch.dtype)])
-        if count:
-            outputs.append([np.asarray(output)[:count] for output in step(batch)])
+        number, size = count(batch), size or count(batch)
+        if number:
+            outputs.append([np.asarray(output)[:number] for output in step(padded(batch, size))])
     return [np.concatenate(column) for column in zip(*outputs)] if outputs else None
+
+
+def blank_input(runtime):
+    """One all-zero input of a runtime's model (a tuple of two for a fusion model): a first call, made before a
+    stream's time starts, or the probe of its output."""
+    return from_parts(np.zeros((1, *shape), runtime.input_dtype if index == 0 else np.float32)
+                      for index, shape in enumerate(runtime.input_shapes))
 
 
 def predict_in_batches(predict, images, batch_size=BATCH_SIZE):
@@ -126,8 +132,13 @@ class Classifier:
 
     @property
     def reads_landmarks(self):
-        """Whether the model reads a hand's landmark features (a landmark model), not pixels."""
+        """Whether the model reads a hand's landmark features (a landmark model; a fusion model beside pixels)."""
         return self.record.preprocessing.reads_landmarks
+
+    @property
+    def reads_pixels(self):
+        """Whether the model reads pixels: every model but a landmark model."""
+        return self.record.preprocessing.reads_pixels
 
     @property
     def no_hand_answer(self):
@@ -137,9 +148,12 @@ class Classifier:
         names = [str(name).lower() for name in self.class_names]
         return self.class_names[names.index(NO_HAND_CLASS)] if NO_HAND_CLASS in names else "no hand"
 
+    def blank_input(self):
+        return blank_input(self.model)
+
     def predict(self, images, calibrated=True, batch_size=BATCH_SIZE):
         """Class probabilities `(n, classes)` of raw uint8 RGB images `(n, size, size, 3)` (an array, or an
-        iterable of such batches), with the calibrated temperature applied unless `calibrated=False`."""
+        iterable of such batches; a landmark model's features `(n, 63)`, a fusion model's tuple of both), with the calibrated temperature applied unless `calibrated=False`."""
         probabilities = predict_in_batches(self.model.predict, images, batch_size)
         if probabilities is None:
             probabilities = np.zeros((0, len(self.class_names)), np.float32)
@@ -160,7 +174,10 @@ class Classifier:
         import keras
 
         view = penultimate_model(self.model.model, self.record.arch)
-        step = lambda batch: keras.tree.flatten(view.predict_on_batch(batch.astype(np.float32)))  # noqa: E731
+        def step(batch):
+            floats = [part.astype(np.float32) for part in parts(batch)]
+            return keras.tree.flatten(view.predict_on_batch(floats if len(floats) > 1 else floats[0]))
+
         outputs = _run_batches(step, _batches(images, batch_size))
         if outputs is None:
             raise KerasSignError("No images to evaluate.")
@@ -211,18 +228,18 @@ def load_classifier(path, threads=None, model=None):
         record = read_model_record(folder)
     else:
         record = ModelRecord(_bare_file_classes(file), None, source=str(file))
-    shape = tuple(runtime.input_shape)
+    shapes = [tuple(shape) for shape in runtime.input_shapes]
     if record.preprocessing is None:
-        record = dataclasses.replace(record, preprocessing=Preprocessing(int(shape[0]) if len(shape) == 3 else 0))
+        record = dataclasses.replace(record, preprocessing=Preprocessing(int(shapes[0][0]) if len(shapes[0]) == 3
+                                                                         else 0))
     hands = record.preprocessing.hands
-    if reads_landmarks(hands):  # a landmark model: features in, not pixels
-        expected = (hands["features"]["features"],)
-    else:
-        expected = (record.preprocessing.image_size,) * 2 + (3,)
-    if shape != expected:
-        raise KerasSignError(f"{file} takes inputs of shape {shape}, but its description says {expected}; "
-                             "export the model again.")
-    classes = runtime.predict(np.zeros((1, *shape), runtime.input_dtype)).shape[-1]
+    expected = [(record.preprocessing.image_size,) * 2 + (3,)] if reads_pixels(hands) else []
+    if reads_landmarks(hands):  # a landmark model (features in, not pixels), or a fusion model (both)
+        expected.append((hands["features"]["features"],))
+    if shapes != expected:
+        raise KerasSignError(f"{file} takes inputs of shape {' and '.join(map(str, shapes))}, but its description "
+                             f"says {' and '.join(map(str, expected))}; export the model again.")
+    classes = runtime.predict(blank_input(runtime)).shape[-1]
     if record.classes is None:
         if file.suffix != ".keras":
             raise KerasSignError(f"{file} has no model.json or labels.txt beside it; put its labels.txt (one class "

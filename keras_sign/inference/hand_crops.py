@@ -8,7 +8,8 @@ photo or a video frame.
 The settings come from the run's record (the models, the crop's margin, whether left hands are mirrored),
 so a command never needs a flag to apply them. The crop is cut by `keras_sign.data.decode.crop_square`
 and resized by `resize_image`, exactly as training cut and resized the photos. For a landmark model (stage
-"landmarks") what the model sees of a hand is its landmark features (`keras_sign.hands.features`) instead.
+"landmarks") what the model sees of a hand is its landmark features (`keras_sign.hands.features`) instead,
+for a fusion model (stage "fusion") both.
 """
 
 import json
@@ -21,7 +22,7 @@ from keras_sign.data.decode import crop_square, decode_upright, import_tensorflo
 from keras_sign.hands.detector import Hand, HandDetector
 from keras_sign.hands.features import FEATURES, landmark_features
 from keras_sign.hands.images import read_upright
-from keras_sign.runs.record import HANDS_FILE, reads_landmarks
+from keras_sign.runs.record import HANDS_FILE, reads_landmarks, reads_pixels
 
 
 def hand_features(hand, settings):
@@ -37,11 +38,12 @@ class HandCrops:
 
     def crop(self, image, hand):
         """The model's view of `hand` in an upright RGB image (numpy or tensor) of its own pixels: its square,
-        or for a landmark model its landmark features."""
-        if reads_landmarks(self.settings):
+        for a landmark model its landmark features, for a fusion model the pair `(square, features)`."""
+        if not reads_pixels(self.settings):
             return hand_features(hand, self.settings)
         crop = hand.crop(self.settings["margin"], self.settings["mirror_left"])
-        return resize_image(crop_square(image, crop), self.image_size).numpy()
+        square = resize_image(crop_square(image, crop), self.image_size).numpy()
+        return (square, hand_features(hand, self.settings)) if reads_landmarks(self.settings) else square
 
     def of_photo(self, path, orientation=1):
         """`(crop, hand)` of a photo file, `(None, None)` when it holds no hand. The hand is looked for in the
@@ -51,7 +53,7 @@ class HandCrops:
         if not hands:
             return None, None
         hand = hands[0].scaled(scale)
-        if reads_landmarks(self.settings):
+        if not reads_pixels(self.settings):
             return hand_features(hand, self.settings), hand
         tf = import_tensorflow()
         image = decode_upright(tf.io.read_file(str(path)), orientation)
@@ -101,7 +103,21 @@ def landmark_inputs(hands, settings):
     return np.stack([hand_features(hand, settings) for hand in hands])
 
 
-def landmark_batches(hands, settings, batch_size):
-    """A landmark model's inputs for `hands` (none of them None), in batches of `batch_size`."""
-    inputs = landmark_inputs(hands, settings)
-    return [inputs[start:start + batch_size] for start in range(0, len(inputs), batch_size)]
+def photo_inputs(paths, preprocessing, orientations=None, crops=None, hands=None, batch_size=64):
+    """Batches of what a model reads of photos (absolute paths), as training read them: the images (with a hand
+    stage, the hands' squares `crops`); for a landmark model the features of `hands`; for a fusion model the
+    pairs `(squares, features)`. Every photo must hold its hand where the model reads one."""
+    from keras_sign.data.pipeline import image_batches
+
+    if not preprocessing.reads_pixels:
+        features = landmark_inputs(hands, preprocessing.hands)
+        yield from (features[start:start + batch_size] for start in range(0, len(features), batch_size))
+        return
+    start = 0
+    for squares in image_batches(paths, preprocessing.image_size, preprocessing.center_crop, orientations,
+                                 batch_size, crops):
+        if preprocessing.reads_landmarks:
+            features = landmark_inputs(hands[start:start + len(squares)], preprocessing.hands)
+            start += len(squares)
+            squares = squares, features
+        yield squares

@@ -15,7 +15,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from keras_sign.errors import KerasSignError
 from keras_sign.tables import rows_text
@@ -59,6 +58,7 @@ def predict_files(classifier, files, top_k=3, batch_size=BATCH_SIZE):
     """
     from keras_sign.data.pipeline import image_batches
     from keras_sign.data.scan import inspect_image, scan_workers
+    from keras_sign.inference.inputs import stacked
 
     with concurrent.futures.ThreadPoolExecutor(scan_workers()) as pool:
         checks = list(pool.map(inspect_image, files))
@@ -68,7 +68,7 @@ def predict_files(classifier, files, top_k=3, batch_size=BATCH_SIZE):
     if usable and classifier.hand_stage is not None:  # no hand, no letter: only hands reach the model
         found = [classifier.hand_stage.of_photo(path, orientation) for path, orientation in usable]
         seen = [(path, crop) for (path, _), (crop, _) in zip(usable, found) if crop is not None]
-        tops = iter(classifier.top(classifier.predict(np.stack([crop for _, crop in seen]), batch_size=batch_size),
+        tops = iter(classifier.top(classifier.predict(stacked([crop for _, crop in seen]), batch_size=batch_size),
                                    top_k) if seen else [])
         for (path, _), (crop, _) in zip(usable, found):
             rows.append(_row(classifier, path, next(tops)) if crop is not None else

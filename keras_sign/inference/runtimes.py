@@ -3,9 +3,11 @@ TensorFlow (SavedModel folder) or Keras (.keras, a run folder), behind one `pred
 
     keras-sign benchmark runs/digits-mobilenetv3_small-20261125-203937 exports/*/
 
-Every model takes a batch of raw RGB pixels `(n, h, w, 3)` on the 0-255 scale and returns
-float32 class probabilities `(n, classes)`; quantized inputs and outputs are converted with the
-scale and zero point stored in the file, as an app would.
+Every model takes a batch of raw RGB pixels `(n, h, w, 3)` on the 0-255 scale (a landmark model: landmark
+features `(n, 63)`; a fusion model: the tuple of both) and returns float32 class probabilities `(n, classes)`;
+quantized inputs and outputs are converted with the scale and zero point stored in the file, as an app would.
+Each runtime names its inputs' shapes in `input_shapes` (in `keras_sign.models.fusion.INPUTS` order for a model
+of two) and the first in `input_shape`.
 """
 
 import contextlib
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_sign.errors import KerasSignError
+from keras_sign.inference.inputs import parts
 from keras_sign.models.saving import load_model
 
 EXPORT_EXTRA = "pip install 'keras-sign[export]'"
@@ -70,6 +73,12 @@ def _to_tensor_type(images, details):
     return np.clip(np.round(np.asarray(images, np.float32) / scale + zero_point), limits.min, limits.max).astype(dtype)
 
 
+def _in_input_order(items, name_of):
+    """A model's inputs in the order callers feed them: the landmark features after the pixels (converters
+    may list a fusion model's two inputs either way)."""
+    return sorted(items, key=lambda item: "landmarks" in name_of(item))
+
+
 def _from_tensor_type(values, details):
     scale, zero_point = details["quantization"]
     if np.dtype(details["dtype"]) == np.float32 or scale == 0:
@@ -89,19 +98,25 @@ class TFLiteModel:
                 model_path=str(path), num_threads=threads,
                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN,  # applies the XNNPACK delegate
             )
-        self.input_details = self.interpreter.get_input_details()[0]
+        self.inputs_details = _in_input_order(self.interpreter.get_input_details(), lambda d: d["name"])
+        self.input_details = self.inputs_details[0]
         self.output_details = self.interpreter.get_output_details()[0]
-        self.input_name = self.input_details["name"]
-        self.input_shape = tuple(int(n) for n in self.input_details["shape"][1:])
+        self.input_names = [details["name"] for details in self.inputs_details]
+        self.input_name = self.input_names[0]
+        self.input_shapes = [tuple(int(n) for n in details["shape"][1:]) for details in self.inputs_details]
+        self.input_shape = self.input_shapes[0]
         self.input_dtype = np.dtype(self.input_details["dtype"])
         self.batch = None
 
-    def predict(self, images):
-        if len(images) != self.batch:  # re-planning memory is costly: only when the batch size changes
-            self.interpreter.resize_tensor_input(self.input_details["index"], [len(images), *self.input_shape])
+    def predict(self, inputs):
+        arrays = parts(inputs)
+        if len(arrays[0]) != self.batch:  # re-planning memory is costly: only when the batch size changes
+            for details, shape in zip(self.inputs_details, self.input_shapes):
+                self.interpreter.resize_tensor_input(details["index"], [len(arrays[0]), *shape])
             self.interpreter.allocate_tensors()
-            self.batch = len(images)
-        self.interpreter.set_tensor(self.input_details["index"], _to_tensor_type(images, self.input_details))
+            self.batch = len(arrays[0])
+        for details, part in zip(self.inputs_details, arrays):
+            self.interpreter.set_tensor(details["index"], _to_tensor_type(part, details))
         self.interpreter.invoke()
         return _from_tensor_type(self.interpreter.get_tensor(self.output_details["index"]), self.output_details)
 
@@ -118,13 +133,16 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         with _not_a_model(path, "ONNX"):
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        model_input = self.session.get_inputs()[0]
-        self.input_name = model_input.name
-        self.input_shape = tuple(model_input.shape[1:])
+        self.input_names = [item.name for item in _in_input_order(self.session.get_inputs(), lambda i: i.name)]
+        self.input_name = self.input_names[0]
+        shapes = {item.name: tuple(item.shape[1:]) for item in self.session.get_inputs()}
+        self.input_shapes = [shapes[name] for name in self.input_names]
+        self.input_shape = self.input_shapes[0]
         self.input_dtype = np.dtype(np.float32)
 
-    def predict(self, images):
-        return self.session.run(None, {self.input_name: np.asarray(images, dtype=np.float32)})[0]
+    def predict(self, inputs):
+        return self.session.run(None, {name: np.asarray(part, dtype=np.float32)
+                                       for name, part in zip(self.input_names, parts(inputs))})[0]
 
 
 class SavedModel:
@@ -139,13 +157,15 @@ class SavedModel:
         with _not_a_model(path, "SavedModel"):
             self.saved_model = tf.saved_model.load(str(path))  # the endpoint needs its object alive
         self.serve = self.saved_model.serve
-        spec = self.serve.input_signature[0]
-        self.input_name = spec.name
-        self.input_shape = tuple(spec.shape[1:])
+        specs = _in_input_order(self.serve.input_signature, lambda spec: spec.name)
+        self.input_names = [spec.name for spec in specs]
+        self.input_name = self.input_names[0]
+        self.input_shapes = [tuple(spec.shape[1:]) for spec in specs]
+        self.input_shape = self.input_shapes[0]
         self.input_dtype = np.dtype(np.float32)
 
-    def predict(self, images):
-        return np.asarray(self.serve(self.tf.constant(images, dtype=self.tf.float32)))
+    def predict(self, inputs):
+        return np.asarray(self.serve(*(self.tf.constant(part, dtype=self.tf.float32) for part in parts(inputs))))
 
 
 class KerasModel:
@@ -157,12 +177,15 @@ class KerasModel:
 
         self.model = model if model is not None else load_model(path)
         self.runtime = f"Keras ({keras.backend.backend()})"
-        self.input_name = self.model.inputs[0].name
-        self.input_shape = tuple(self.model.input_shape[1:])
+        self.input_names = [tensor.name for tensor in self.model.inputs]
+        self.input_name = self.input_names[0]
+        self.input_shapes = [tuple(tensor.shape[1:]) for tensor in self.model.inputs]
+        self.input_shape = self.input_shapes[0]
         self.input_dtype = np.dtype(np.float32)
 
-    def predict(self, images):
-        return np.asarray(self.model.predict_on_batch(np.asarray(images, dtype=np.float32)))
+    def predict(self, inputs):
+        floats = [np.asarray(part, dtype=np.float32) for part in parts(inputs)]
+        return np.asarray(self.model.predict_on_batch(floats if len(floats) > 1 else floats[0]))
 
 
 @dataclasses.dataclass(frozen=True)

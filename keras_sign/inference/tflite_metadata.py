@@ -62,15 +62,12 @@ class _Writer:
         return builder.EndObject()
 
 
-def image_metadata(name, description, version, author, license_text, image_size, labels_file="labels.txt",
-                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
-    """The metadata flatbuffer of an RGB image classifier: one input image, one output of class scores.
+def image_input(image_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
+    """The TensorMetadata builder of an RGB image input. `mean`/`std` say how an app turns pixels into the
+    input tensor (`(pixel - mean) / std`); keras-sign's models normalise inside, so raw pixels go in: mean 0,
+    std 1."""
 
-    `mean`/`std` say how an app turns pixels into the input tensor (`(pixel - mean) / std`);
-    keras-sign's models normalise inside, so raw pixels go in: mean 0, std 1.
-    """
-
-    def image_input(w):
+    def build(w):
         # ImageProperties (color_space 0, default_size 1 -> ImageSize width 0, height 1) in Content
         # (content_properties_type 0, content_properties 1), NormalizationOptions (mean 0, std 1) in a
         # ProcessUnit (options_type 0, options 1), Stats (max 0, min 1).
@@ -83,37 +80,45 @@ def image_metadata(name, description, version, author, license_text, image_size,
         return w.table(7, offsets={0: w.string("image"), 3: content, 4: w.offsets([unit]), 5: stats,
                                    1: w.string(f"RGB image, {image_size}x{image_size}, pixels 0-255")})
 
-    return _classifier_metadata(name, description, version, author, license_text, labels_file, image_input)
+    return build
 
 
-def landmark_metadata(name, description, version, author, license_text, features, labels_file="labels.txt"):
-    """The metadata flatbuffer of a classifier of a hand's landmark features: one input of `features`
-    float32 numbers (FeatureProperties: no normalisation, the app computes them), one output of class scores."""
+def feature_input(features):
+    """The TensorMetadata builder of an input of `features` float32 landmark features of one hand
+    (FeatureProperties: no normalisation, the app computes them)."""
 
-    def feature_input(w):
+    def build(w):
         content = w.table(3, offsets={1: w.table(0)}, bytes_={0: CONTENT_FEATURE_PROPERTIES})
         return w.table(7, offsets={0: w.string("landmarks"), 3: content, 1: w.string(
             f"{features} landmark features of one hand (model.json: preprocessing.hands.features)")})
 
-    return _classifier_metadata(name, description, version, author, license_text, labels_file, feature_input)
+    return build
 
 
-def _classifier_metadata(name, description, version, author, license_text, labels_file, input_tensor):
-    """The metadata flatbuffer of a classifier whose input tensor's metadata `input_tensor(writer)` builds."""
+def image_metadata(name, description, version, author, license_text, image_size, labels_file="labels.txt",
+                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
+    """The metadata flatbuffer of an RGB image classifier: one input image, one output of class scores."""
+    return classifier_metadata(name, description, version, author, license_text, [image_input(image_size, mean, std)],
+                               labels_file)
+
+
+def classifier_metadata(name, description, version, author, license_text, inputs, labels_file="labels.txt"):
+    """The metadata flatbuffer of a classifier whose inputs' TensorMetadata the builders `inputs` make (`image_input`,
+    `feature_input`; a fusion model has both, in its inputs' order) and whose one output is class scores."""
     w = _Writer()
     # AssociatedFile: name 0, description 1, type 2
     labels = w.table(5, offsets={0: w.string(labels_file), 1: w.string("Class names, one per line, in output order")},
                      bytes_={2: TENSOR_AXIS_LABELS})
     # TensorMetadata: name 0, description 1, dimension_names 2, content 3, process_units 4, stats 5,
     # associated_files 6
-    model_input = input_tensor(w)
+    model_inputs = [build(w) for build in inputs]
     features = w.table(0)  # FeatureProperties has no fields
     score_content = w.table(3, offsets={1: features}, bytes_={0: CONTENT_FEATURE_PROPERTIES})
     score_stats = w.table(2, offsets={0: w.floats([1.0]), 1: w.floats([0.0])})
     scores = w.table(7, offsets={0: w.string("probability"), 1: w.string("Probabilities of the classes"),
                                  3: score_content, 5: score_stats, 6: w.offsets([labels])})
     # SubGraphMetadata: input_tensor_metadata 2, output_tensor_metadata 3
-    subgraph = w.table(10, offsets={2: w.offsets([model_input]), 3: w.offsets([scores])})
+    subgraph = w.table(10, offsets={2: w.offsets(model_inputs), 3: w.offsets([scores])})
     # ModelMetadata: name 0, description 1, version 2, subgraph_metadata 3, author 4, license 5,
     # associated_files 6, min_parser_version 7
     root = w.table(8, offsets={0: w.string(name), 1: w.string(description), 2: w.string(version),
@@ -194,7 +199,7 @@ class _Table:
 
 def read_metadata(tflite_model):
     """What a model's metadata says, or None when it has none: `name`, `description`, `version`,
-    `author`, `min_parser_version`, the input's `mean`/`std`, the output's `label_files` and, when
+    `author`, `min_parser_version`, the names of its `inputs`, the image input's `mean`/`std`, the output's `label_files` and, when
     that file is zipped onto the model, the `labels`."""
     from keras_sign.inference.runtimes import import_export_dependency
 
@@ -212,14 +217,15 @@ def read_metadata(tflite_model):
     data = bytearray(data)
     root = _Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
     subgraph = root.children(3)[0]
-    image, scores = subgraph.children(2)[0], subgraph.children(3)[0]
-    normalization = next((unit.child(1) for unit in image.children(4) if unit.byte(0) == PROCESS_UNIT_NORMALIZATION), None)
+    inputs, scores = subgraph.children(2), subgraph.children(3)[0]
+    normalization = next((unit.child(1) for tensor in inputs for unit in tensor.children(4)
+                          if unit.byte(0) == PROCESS_UNIT_NORMALIZATION), None)
     label_files = [f.string(0) for f in scores.children(6) if f.byte(2) == TENSOR_AXIS_LABELS]
     files = associated_files(tflite_model)
     labels = files.get(label_files[0]) if label_files else None
     return {
         "name": root.string(0), "description": root.string(1), "version": root.string(2), "author": root.string(4),
-        "min_parser_version": root.string(7),
+        "min_parser_version": root.string(7), "inputs": [tensor.string(0) for tensor in inputs],
         "mean": normalization.floats(0) if normalization else None,
         "std": normalization.floats(1) if normalization else None,
         "label_files": label_files,

@@ -14,12 +14,13 @@ WIDTH = 256
 
 @register("landmark_mlp", aliases=("landmarks",), parameters=339_688, features=WIDTH, embedding_layer="hidden_2",
           pool_layer="landmarks", inputs="landmarks")
-def landmark_mlp(x, num_classes, dropout=None, bn_momentum=None, include_top=True):
+def landmark_mlp(x, num_classes, dropout=None, bn_momentum=None, include_top=True, prefix=""):
+    """`prefix` names the layers of the branch inside a fusion model (`keras_sign.models.fusion`)."""
     momentum = 0.9 if bn_momentum is None else bn_momentum
     for index in (1, 2):
-        x = layers.Dense(WIDTH, use_bias=False, name=f"dense_{index}")(x)
-        x = layers.BatchNormalization(momentum=momentum, name=f"bn_{index}")(x)
-        x = layers.ReLU(name=f"hidden_{index}")(x)
+        x = layers.Dense(WIDTH, use_bias=False, name=f"{prefix}dense_{index}")(x)
+        x = layers.BatchNormalization(momentum=momentum, name=f"{prefix}bn_{index}")(x)
+        x = layers.ReLU(name=f"{prefix}hidden_{index}")(x)
     if not include_top:
         return x
     x = layers.Dropout(0.3 if dropout is None else dropout, name="dropout")(x)

@@ -57,8 +57,9 @@ class ArchSpec:
         pool_layer: the global pooling; every layer after it is the classifier head (frozen-backbone phase).
         weights: `--weights` source name (`imagenet`, `imagenet-keras`) -> PublishedWeights.
         aliases: other names accepted for it.
-        inputs: what the model reads: "image" (raw RGB pixels, normalised inside the model) or
-            "landmarks" (a hand's landmark features, `keras_sign.hands.features`).
+        inputs: what the model reads: "image" (raw RGB pixels, normalised inside the model),
+            "landmarks" (a hand's landmark features, `keras_sign.hands.features`) or "fusion" (both: the hand's
+            square and its landmark features, `keras_sign.models.fusion`).
     """
 
     name: str
@@ -102,18 +103,38 @@ def available_models(inputs="image"):
 
 
 def canonical_name(name):
-    """The registered name for `name` or one of its aliases."""
+    """The registered name for `name` or one of its aliases; `fusion:<cnn>` names a fusion model of a CNN."""
+    from keras_sign.models.fusion import PREFIX, cnn_of
+
     _import_architectures()
+    if cnn_of(name) is not None:
+        return PREFIX + get_spec(cnn_of(name)).name
     name = _ALIASES.get(name, name)
     if name not in _SPECS:
         choices = ", ".join(sorted(_SPECS) + sorted(_ALIASES))
-        raise KerasSignError(f"Unknown architecture '{name}'; choose one of {choices}.")
+        raise KerasSignError(f"Unknown architecture '{name}'; choose one of {choices}, or fusion:<cnn>.")
     return name
 
 
 def get_spec(name):
-    """The ArchSpec of a registered name or alias."""
+    """The ArchSpec of a registered name or alias, or of `fusion:<cnn>`."""
+    from keras_sign.models.fusion import cnn_of
+
+    if cnn_of(name) is not None:
+        return _fusion_spec(get_spec(cnn_of(name)))
     return _SPECS[canonical_name(name)]
+
+
+def _fusion_spec(cnn):
+    """The ArchSpec of `fusion:<cnn>` (`keras_sign.models.fusion`): the CNN's weights, both branches' features."""
+    from keras_sign.models.fusion import EMBEDDING_LAYER, PREFIX
+
+    if cnn.inputs != "image":
+        raise KerasSignError(f"{PREFIX}{cnn.name}: a fusion model joins a CNN to the landmark branch; name a CNN "
+                             f"after `{PREFIX}` (`keras-sign models` lists them).")
+    landmarks = _SPECS["landmark_mlp"]
+    return ArchSpec(name=PREFIX + cnn.name, builder=cnn.builder, parameters=0, features=cnn.features + landmarks.features,
+                    embedding_layer=EMBEDDING_LAYER, pool_layer=cnn.pool_layer, weights=cnn.weights, inputs="fusion")
 
 
 def build_model(
@@ -163,6 +184,11 @@ def build_model(
         if "padding" not in inspect.signature(builder).parameters:
             raise KerasSignError(f"{canonical_name(name)} supports only torchvision's padding; drop padding={padding!r}.")
         options["padding"] = padding
+    if spec.inputs == "fusion":
+        from keras_sign.models.fusion import build_fusion
+
+        return build_fusion(spec, _SPECS["landmark_mlp"], num_classes, image_size, mean, std, dropout, bn_momentum,
+                            include_top, options)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     outputs = builder(
         normalize_inputs(inputs, mean, std), num_classes, dropout=dropout, bn_momentum=bn_momentum,

@@ -173,8 +173,15 @@ def save_weights_atomically(model, path):
 
 
 def load_starting_weights(model, arch, weights):
-    """Fill `model` from `weights` (`imagenet`, `imagenet-keras` or a file); return the layers left as they were."""
+    """Fill `model` from `weights` (`imagenet`, `imagenet-keras` or a file); return the layers left as they were.
+    A fusion model's CNN is filled as the CNN alone would be; its landmark branch and classifier are new."""
+    from keras_sign.models.fusion import cnn_of
     from keras_sign.models.weight_mapping import load_keras_applications_weights, load_torchvision_state_dict
+
+    if cnn_of(arch) is not None:
+        donor = build_model(cnn_of(arch), 1000, model.input_shape[0][1])
+        load_starting_weights(donor, cnn_of(arch), weights)
+        return copy_matching_weights(donor, model)
 
     if weights in ("imagenet", KERAS_APPLICATIONS_SOURCE):
         path = imagenet_weights_file(arch, weights)

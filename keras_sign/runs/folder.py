@@ -76,7 +76,7 @@ class SplitFiles(typing.NamedTuple):
 
 def default_run_path(dataset, arch):
     """`runs/<dataset>-<arch>-<time>`, with `-2`, `-3`... when a run started in the same second."""
-    base = Path("runs") / f"{dataset}-{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("runs") / f"{dataset}-{arch.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"  # fusion:<cnn>
     path, number = base, 1
     while path.exists():
         number += 1

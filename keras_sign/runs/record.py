@@ -50,9 +50,14 @@ def _check_schema(record, path):
 
 
 def reads_landmarks(hands):
-    """Whether a hand stage's settings (`hands` of a record) feed a landmark model the hand's landmark features,
-    rather than a CNN the hand's square."""
-    return bool(hands) and hands.get("stage") == "landmarks"
+    """Whether a hand stage's settings (`hands` of a record) feed the model the hand's landmark features: a
+    landmark model, or a fusion model (which reads the hand's square too)."""
+    return bool(hands) and hands.get("stage") in ("landmarks", "fusion")
+
+
+def reads_pixels(hands):
+    """Whether the model reads pixels (the photo, or the hand's square): every model but a landmark model."""
+    return not (hands and hands.get("stage") == "landmarks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,14 +74,20 @@ class Preprocessing:
     def reads_landmarks(self):
         return reads_landmarks(self.hands)
 
+    @property
+    def reads_pixels(self):
+        return reads_pixels(self.hands)
+
     def to_json(self):
         """`model.json`'s "preprocessing", in words an app can follow."""
         resize = ("shorter side to image_size / 0.875, then the central square" if self.center_crop
                   else "the whole image to image_size x image_size")
-        if self.reads_landmarks:
+        if not self.reads_pixels:
             resize = "none: the model reads the hand's landmark features, not pixels (see hands)"
         elif self.hands:
             resize = f"the square around the hand (see hands), then {resize}"
+            if self.reads_landmarks:
+                resize += "; the model's second input is the hand's landmark features (see hands)"
         return {"image_size": self.image_size, "center_crop": self.center_crop, "resize": resize,
                 "normalisation": "none outside the model: feed raw RGB pixels 0-255",
                 **({"hands": self.hands} if self.hands else {})}
@@ -280,8 +291,8 @@ def model_sha256(folder):
 def hand_stage_settings(models, margin, mirror_left, retry_border, description, stage="crop", features=None):
     """The hand stage as a run records it (`run.json`'s and `model.json`'s `hands`): the settings every
     later command applies, the models' files (`description`: `HandDetector.description`) and the steps
-    in words for an app to follow. `stage`: "crop" (the model sees the hand's square) or "landmarks" (it
-    reads the landmark features `features` specifies: `keras_sign.hands.features.SPEC`)."""
+    in words for an app to follow. `stage`: "crop" (the model sees the hand's square), "landmarks" (it
+    reads the landmark features `features` specifies: `keras_sign.hands.features.SPEC`) or "fusion" (both)."""
     mirror = "; if it is a left hand, mirror it left-right (every hand then looks like a right hand)" if mirror_left \
         else ""
     found = f"find the hand with MediaPipe's palm detector and hand landmark model ({models})"
@@ -292,6 +303,9 @@ def hand_stage_settings(models, margin, mirror_left, retry_border, description, 
         what = (f"{found}; take the box around its 21 landmarks, square it on its longer side, grow it by {margin:g} "
                 f"of that side on each side, and cut that square from the photo (black where it reaches past the "
                 f"edge){mirror}; then resize it as `resize` says. A photo without a hand is no sign.")
+        if stage == "fusion":
+            what += (" The model's second input: the 21 landmarks turned into features as `features.steps` says "
+                     "(check it on `features.test_vector`).")
     return {"stage": stage, "models": models, "margin": margin, "mirror_left": mirror_left,
             "retry_border": retry_border, **{key: value for key, value in description.items() if key != "models"},
             **({"features": features} if features else {}), "what": what}

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from keras_sign.errors import KerasSignError
+from keras_sign.inference.inputs import stacked
 from keras_sign.runs.atomic import atomic_write_csv, atomic_write_text
 from keras_sign.spelling.decoder import has_control_classes
 
@@ -122,12 +123,11 @@ def transcribe(classifier, source, decoder, crop=None, batch_size=BATCH_SIZE, ov
         stage.detector.reset()
         tracker = stage.detector.track
     # One-time costs (TensorFlow's first resize, the model's first call) stay out of the stream's time.
-    if classifier.reads_landmarks:
-        classifier.predict(np.zeros((1, *classifier.model.input_shape), np.float32))
-    else:
+    if classifier.reads_pixels:
         blank = np.zeros((1, classifier.image_size, classifier.image_size, 3), np.uint8)
-        classifier.predict(prepare_frames(blank, [(0, 0, classifier.image_size, classifier.image_size)],
-                                          classifier.image_size, classifier.center_crop))
+        prepare_frames(blank, [(0, 0, classifier.image_size, classifier.image_size)], classifier.image_size,
+                       classifier.center_crop)
+    classifier.predict(classifier.blank_input())
     started = time.perf_counter()
     frames = _frames_of(source, broken.append)
     try:
@@ -176,7 +176,7 @@ def _hand_frames(classifier, crops, hands):
     """`(probabilities, tops, boxes)` of frames seen through the hand stage. A frame without a hand is an
     explicit no-sign frame: all-zero probabilities, which the decoder reads as an idle hand."""
     seen = [crop for crop in crops if crop is not None]
-    predicted = iter(classifier.predict(np.stack(seen)) if seen else [])
+    predicted = iter(classifier.predict(stacked(seen)) if seen else [])
     probabilities, tops, boxes = [], [], []
     for crop, hand in zip(crops, hands):
         if crop is None:

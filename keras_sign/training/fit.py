@@ -149,8 +149,13 @@ def create_step_variables(model):
 
 
 def head_layer_names(model, arch):
-    """The classifier: every layer after the global pooling (the spec's `pool_layer`) of a registered `arch`."""
+    """The classifier: every layer after the global pooling (the spec's `pool_layer`) of a registered `arch`; of
+    a fusion model, the landmark branch and the joint classifier."""
     names = [layer.name for layer in model.layers]
+    if get_spec(arch).inputs == "fusion":  # the landmark branch and the joint classifier
+        from keras_sign.models.fusion import HEAD_PREFIXES
+
+        return {name for name in names if name.startswith(HEAD_PREFIXES)}
     return set(names[names.index(get_spec(arch).pool_layer) + 1:])
 
 
@@ -247,6 +252,8 @@ def training_data(config, files, num_classes, devices, run=None, info=None):
     drop_remainder = devices > 1  # every device needs an equal share of each batch
     if config.hands == "landmarks":
         return _landmark_training_data(config, files, num_classes, drop_remainder, run, info)
+    if config.hands == "fusion":
+        return _fusion_training_data(config, files, num_classes, drop_remainder, run, info)
     train_images = _decoded_split(files["train"], config)
 
     def train_batches(start, stop):
@@ -278,6 +285,29 @@ def _landmark_training_data(config, files, num_classes, drop_remainder, run, inf
     val = landmark_batches(inputs["val"], files["val"].labels, **options) if len(inputs["val"]) else None
     return {"train_batches": train_batches, "val": val,
             "steps_per_epoch": _steps_per_epoch(len(inputs["train"]), config.batch_size, drop_remainder)}
+
+
+def _fusion_training_data(config, files, num_classes, drop_remainder, run, info):
+    from keras_sign.data.fusion import epochs_of_fusion_batches, fusion_batches
+    from keras_sign.inference.hand_crops import landmark_inputs, run_hands
+
+    splits = [split for split in ("train", "val") if files[split].paths]
+    features = {split: landmark_inputs(run_hands(run.path, files[split].paths, info.data_root), info.hands)
+                for split in splits}
+    # Each photo's row number is its label in the image cache: a batch gathers its rows' features and classes.
+    squares = {split: _decoded_split(files[split]._replace(labels=list(range(len(files[split].paths)))), config)
+               for split in splits}
+    options = {"num_classes": num_classes, "batch_size": config.batch_size, "drop_remainder": drop_remainder,
+               "augment_policy": config.augment_policy, "background": config.background_augment}
+
+    def train_batches(start, stop):
+        return epochs_of_fusion_batches(squares["train"], features["train"], files["train"].labels, config.seed,
+                                        range(start, stop), config.augment, **options)
+
+    val = (fusion_batches(squares["val"], features["val"], files["val"].labels, **options) if "val" in splits
+           else None)
+    return {"train_batches": train_batches, "val": val,
+            "steps_per_epoch": _steps_per_epoch(len(files["train"].paths), config.batch_size, drop_remainder)}
 
 
 def train(config, backend, backend_reason, resume=False, callbacks=()):

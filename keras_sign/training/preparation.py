@@ -32,16 +32,24 @@ from keras_sign.training.checkpoints import read_state
 log = logging.getLogger("keras_sign")
 
 
+_STAGE_OF_INPUTS = {"landmarks": "landmarks", "fusion": "fusion"}  # the hand stage these models cannot do without
+
+
 def with_hand_stage(config):
     """`config` with the hand stage its architecture needs: a landmark model reads the hand's landmarks
-    (`--hands landmarks`, set for it), a CNN the photo or the hand's square."""
-    landmarks = get_spec(config.arch).inputs == "landmarks"
-    if landmarks and config.hands == "none":
-        return dataclasses.replace(config, hands="landmarks")
-    if landmarks != (config.hands == "landmarks"):
-        raise KerasSignError(f"--arch {config.arch} reads {'a hand' if landmarks else 'images'}, not "
-                             f"--hands {config.hands}; " + ("drop --hands." if landmarks else
-                                                            "--hands landmarks is for --arch landmarks."))
+    (`--hands landmarks`, set for it), a fusion model its square and landmarks (`--hands fusion`), a CNN the
+    photo or the hand's square."""
+    needed = _STAGE_OF_INPUTS.get(get_spec(config.arch).inputs)
+    if needed and config.mix != "none":
+        raise KerasSignError(f"--mix {config.mix} blends images alone; --arch {config.arch} reads a hand's landmarks "
+                             "too: drop --mix.")
+    if needed and config.hands == "none":
+        return dataclasses.replace(config, hands=needed)
+    if needed != (config.hands if config.hands in _STAGE_OF_INPUTS.values() else None):
+        raise KerasSignError(f"--arch {config.arch} reads {'a hand' if needed else 'images'}, not "
+                             f"--hands {config.hands}; " + ("drop --hands." if needed else
+                                                            f"--hands {config.hands} is for --arch "
+                                                            f"{'landmarks' if config.hands == 'landmarks' else 'fusion:<cnn>'}."))
     return config
 
 
@@ -133,7 +141,8 @@ def hand_crops(table, assignment, config):
                     ", ".join(f"{count} {name}" for name, count in by_split.items() if count),
                     summarised([record.path for record, _ in missing], "see hands.jsonl"))
     stage = hand_stage_settings(config.hand_models, config.hand_margin, config.mirror_left, detector.retry_border,
-                                detector.description, config.hands, LANDMARK_SPEC if config.hands == "landmarks" else None)
+                                detector.description, config.hands,
+                                LANDMARK_SPEC if config.hands in ("landmarks", "fusion") else None)
     return stage, hands, crops
 
 

@@ -50,7 +50,7 @@ def test_metadata_round_trip_and_the_model_still_runs(tflite_with_metadata):
     data = path.read_bytes()
     metadata = read_metadata(data)
     assert metadata == {"name": "digits sign classifier", "description": "Three classes.", "version": "run-1",
-                        "author": "keras-sign", "min_parser_version": "1.0.0", "mean": [0.0, 0.0, 0.0],
+                        "author": "keras-sign", "min_parser_version": "1.0.0", "inputs": ["image"], "mean": [0.0, 0.0, 0.0],
                         "std": [1.0, 1.0, 1.0], "label_files": ["labels.txt"], "labels": labels}
     assert associated_files(data) == {"labels.txt": "space\nÑ\ndel\n".encode()}
     assert read_metadata(plain) is None and associated_files(plain) == {}
