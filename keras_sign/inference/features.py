@@ -6,7 +6,6 @@ probabilities.
 
 import weakref
 
-from keras_sign.inference.ensemble_model import resized
 
 
 def penultimate_model(model, arch):
@@ -39,15 +38,23 @@ def features_and_probabilities(ensemble):
     penultimate features side by side (t-SNE's points) and the mean of their class probabilities."""
     import keras
 
-    image = keras.Input(ensemble.input_shape[1:], name="image")
+    from keras_sign.inference.ensemble_model import ensemble_inputs
+
+    members = [layer for layer in ensemble.layers if layer.name.startswith("member_")]
+    inputs, inputs_of = ensemble_inputs(members)
     features, probabilities = [], []
-    for layer in ensemble.layers:
-        if not layer.name.startswith("member_"):
-            continue
+    for layer in members:
         index, arch = layer.name.split("_", 2)[1:]
-        member_size = layer.input.shape[1]
-        x = image if member_size == image.shape[1] else resized(image, member_size, f"resize_{index}")
-        member_features, member_probabilities = penultimate_model(layer, arch)(x)
+        member_features, member_probabilities = penultimate_model(layer, _registered(arch))(inputs_of(layer, index))
         features.append(keras.layers.Flatten()(member_features))
         probabilities.append(member_probabilities)
-    return keras.Model(image, [keras.layers.Concatenate()(features), keras.layers.Average()(probabilities)])
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0],
+                       [keras.layers.Concatenate()(features), keras.layers.Average()(probabilities)])
+
+
+def _registered(model_name):
+    """The architecture of a member named by its Keras model's name (`fusion_<cnn>` is `fusion:<cnn>`)."""
+    from keras_sign.models.fusion import PREFIX
+
+    prefix = PREFIX.replace(":", "_")
+    return PREFIX + model_name[len(prefix):] if model_name.startswith(prefix) else model_name

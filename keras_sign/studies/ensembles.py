@@ -35,11 +35,11 @@ from pathlib import Path
 
 from keras_sign import __version__
 from keras_sign.errors import KerasSignError
-from keras_sign.inference.ensemble_model import build_ensemble
+from keras_sign.inference.ensemble_model import build_ensemble, ensemble_hands
 from keras_sign.runs.atomic import atomic_write_csv, check_writable
 from keras_sign.runs.folder import RunFolder
 from keras_sign.runs.locks import FolderLock
-from keras_sign.runs.record import RunInfo, bundle_json, model_sha256, write_bundle, write_classes
+from keras_sign.runs.record import HANDS_FILE, RunInfo, bundle_json, model_sha256, write_bundle, write_classes
 
 log = logging.getLogger("keras_sign")
 
@@ -62,12 +62,14 @@ def agreed_split(members):
     return agreed
 
 
-def run_record(members, size, split):
+def run_record(members, split):
     """The ensemble's run.json: what evaluate, calibrate, export and compare read of a run."""
     info = members[0][1]
+    infos = [member_info for _, member_info, _ in members]
+    sizes = [member_info.image_size for member_info in infos if member_info.preprocessing.reads_pixels]
     return RunInfo(
-        arch="ensemble", dataset=info.dataset, data_root=info.data_root, image_size=size, center_crop=info.center_crop,
-        hands=info.hands,
+        arch="ensemble", dataset=info.dataset, data_root=info.data_root, image_size=max(sizes or [info.image_size]),
+        center_crop=info.center_crop, hands=ensemble_hands(infos),
         status="finished", split_method=info.split_method if split else None,
         normalization={"source": "each member's own, inside the model"},
         members=[{"run": str(member.path.resolve()), "arch": member_info.arch, "image_size": member_info.image_size,
@@ -92,7 +94,7 @@ def write_ensemble(run_paths, out):
     ensemble, members = build_ensemble(run_paths)
     class_names = members[0][2]
     split = agreed_split(members)
-    info = run_record(members, ensemble.input_shape[1], split)
+    info = run_record(members, split)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_staging(out)
     staging = RunFolder(out.parent / f".{out.name}.partial-{os.getpid()}")
@@ -101,6 +103,8 @@ def write_ensemble(run_paths, out):
         held.enter_context(FolderLock(staging.path, "Ensemble folder"))  # a rerun tells a dead build from a live one
         ensemble.save(staging.file("model.keras"))
         write_classes(staging.path, class_names)
+        if members[0][0].file(HANDS_FILE).is_file():  # the hands each photo holds, found alike by every member
+            shutil.copy(members[0][0].file(HANDS_FILE), staging.file(HANDS_FILE))
         info.write(staging.path)
         calibration = None
         if split:
@@ -115,8 +119,7 @@ def write_ensemble(run_paths, out):
         record = bundle_json(
             class_names, info.preprocessing, calibration,
             format="keras", file="model.keras",
-            input={"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255],
-                   "shape": [info.image_size, info.image_size, 3]},
+            **_input_record(info),
             output={"meaning": "the mean of the members' softmax class probabilities, in labels.txt order"},
             arch="ensemble", members=info.members, keras_sign=__version__, created=info.extra["started"],
         )
@@ -133,6 +136,16 @@ def write_ensemble(run_paths, out):
         if staging.path.exists():
             shutil.rmtree(staging.path)
     return record
+
+
+def _input_record(info):
+    """model.json's `input` of an ensemble (`inputs` where its members read the hand's landmarks too)."""
+    records = ([{"name": "image", "layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255],
+                 "shape": [info.image_size, info.image_size, 3]}] if info.preprocessing.reads_pixels else []) + (
+        [{"name": "landmarks", "shape": [info.hands["features"]["features"]],
+          "meaning": "one hand's landmark features (preprocessing.hands.features)"}]
+        if info.preprocessing.reads_landmarks else [])
+    return {"input": records[0]} if len(records) == 1 else {"inputs": records}
 
 
 def remove_dead_staging(out):

@@ -13,3 +13,5 @@ def test_models_table_counts_parameters_and_flops_from_the_graph():
     assert "11,689,512" in rows["resnet18"] and "| 1.814 |" in rows["resnet18"]
     assert "| 0.057 |" in rows["mobilenetv3_small"] and "mobilenetv3" in rows["mobilenetv3_small"]
     assert len([name for name in rows if name.startswith("shufflenetv2_x")]) == 4
+    # The fusion model: MobileNetV3-Small's backbone (its classifier left out) beside the landmark branch.
+    assert "| 0.056 |" in rows["fusion:mobilenetv3_small"] and "fusion:<any CNN above>" in rows["fusion:mobilenetv3_small"]

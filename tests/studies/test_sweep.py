@@ -228,6 +228,18 @@ def test_a_tpe_search_over_a_range_reports_every_epoch_to_its_pruner(small_digit
     assert "| trial | state | lr |" in (out / "results.md").read_text()
 
 
+@pytest.mark.parametrize("arch", ["landmarks", pytest.param("fusion:mobilenetv3", marks=pytest.mark.slow)])
+def test_a_sweep_of_a_model_that_reads_the_hand(arch, small_digits, tmp_path):
+    out = tmp_path / "sweep"
+    result = run_cli("sweep", "--data-dir", small_digits, *TINY, "--batch-size", "8", "--arch", arch,
+                     "--lr", "0.002,0.01", "--out", out, "--hand-cache-dir", tmp_path / "hands")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _complete_cells(_study(out)) == [(("lr", 0.002),), (("lr", 0.01),)]
+    for trial in (out / "trials").iterdir():
+        info = json.loads((trial / "run.json").read_text())
+        assert info["hands"]["stage"] == ("landmarks" if arch == "landmarks" else "fusion") and info["status"] == "finished"
+
+
 @pytest.mark.slow
 def test_a_sweep_killed_mid_trial_resumes_without_rerunning_finished_trials(small_digits, tmp_path):
     out = tmp_path / "killed"

@@ -80,6 +80,30 @@ def test_predict_and_transcribe_of_a_fusion_run_read_the_square_and_the_landmark
     assert "the hand stage" in spelled.stderr and "CER " in spelled.stdout
 
 
+def test_an_ensemble_mixes_a_fusion_and_a_landmark_model(fusion_run, tmp_path):
+    from keras_sign.inference.classifier import load_classifier
+
+    landmarks = tmp_path / "landmarks"
+    result = run_cli("train", "--arch", "landmarks", "--data-dir", fusion_run.parent / "data", "--split", "signer",
+                     "--epochs", "20", "--batch-size", "16", "--seed", "3", "--out", landmarks,
+                     "--hand-cache-dir", fusion_run.parent / "hand-cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    code, output = invoke("ensemble", fusion_run, landmarks, "--out", tmp_path / "both")
+    assert code == 0, output
+    info = json.loads((tmp_path / "both" / "run.json").read_text())
+    assert info["hands"]["stage"] == "fusion" and "features" in info["hands"]
+    code, output = invoke("evaluate", tmp_path / "both")
+    assert code == 0, output
+    metrics = json.loads((tmp_path / "both" / "metrics.json").read_text())
+    assert metrics["images"] == json.loads((fusion_run / "metrics.json").read_text())["images"]
+    photo = sorted((MASSEY / "hand3" / "c").iterdir())[-1]
+    ensemble, fusion, landmark = (load_classifier(path) for path in (tmp_path / "both", fusion_run, landmarks))
+    (square, features), _ = fusion.hand_stage.of_photo(photo)
+    mean = (fusion.predict((square[None], features[None]), calibrated=False)
+            + landmark.predict(features[None], calibrated=False)) / 2
+    np.testing.assert_allclose(ensemble.predict((square[None], features[None]), calibrated=False), mean, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_a_fusion_run_exports_two_inputs_and_answers_as_the_run_does(fusion_run, tmp_path):
     from keras_sign.inference.tflite_metadata import read_metadata
