@@ -17,6 +17,8 @@ from keras_sign.cli.main import cli
 from keras_sign.cli.options import FINITE_FLOAT, backend_option, config_options
 from keras_sign.config import HOW_NOT_WHAT
 from keras_sign.errors import KerasSignError
+from keras_sign.training.adapt import LAYERS as ADAPT_LAYERS
+from keras_sign.training.adapt import AdaptSettings
 
 RESUMABLE = ("epochs", "patience", *HOW_NOT_WHAT)  # what may change when a run is resumed
 
@@ -156,3 +158,31 @@ def reproduce(configs, out, smoke, backend):
     click.echo(table)
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.argument("shots", type=click.Path())
+@click.option("--out", required=True, help="New run folder for the adapted model (RUN is never changed).")
+@click.option("--layers", type=click.Choice(ADAPT_LAYERS), default=AdaptSettings.layers, show_default=True,
+              help="What trains: the classifier alone (head; a fusion model's landmark branch too), or every layer.")
+@click.option("--epochs", type=click.IntRange(min=1), default=AdaptSettings.epochs, show_default=True)
+@click.option("--lr", type=FINITE_FLOAT, default=AdaptSettings.lr, show_default=True, help="Adam learning rate.")
+@click.option("--replay", type=click.IntRange(min=0), default=AdaptSettings.replay, show_default=True,
+              help="Training photos of each class rehearsed beside the shots, so that the model keeps what it knew.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=AdaptSettings.batch_size, show_default=True)
+@click.option("--seed", type=int, default=AdaptSettings.seed, show_default=True)
+@click.option("--add-classes", is_flag=True, help="Grow a landmark model's classifier for shots of signs it does not know.")
+@click.option("--hand-cache-dir", type=click.Path(), help="Where the hands found in each shot are kept.")
+@backend_option
+def adapt(run, shots, out, layers, epochs, lr, replay, batch_size, seed, add_classes, hand_cache_dir, backend):
+    """Fine-tune a copy of RUN on SHOTS, a folder of class folders holding a few photos of each sign by a new signer,
+    into a new run folder that predict, transcribe, export, compare and evaluate take like any run."""
+    select_backend(backend or "auto")
+    from keras_sign.training.adapt import adapt as adapt_run
+
+    if lr <= 0:
+        raise KerasSignError(f"--lr must be positive, e.g. 5e-4 (got {lr}).")
+    settings = AdaptSettings(layers, epochs, lr, replay, batch_size, seed, add_classes)
+    folder = adapt_run(run, shots, out, settings, hand_cache=hand_cache_dir)
+    click.echo(f"adapted run folder: {folder}")

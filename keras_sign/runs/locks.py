@@ -8,13 +8,18 @@ guess whether a recorded PID still lives.
 
 import errno
 import fcntl
+import glob
+import logging
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
 
 from keras_sign.errors import KerasSignError
 from keras_sign.runs.atomic import UMASK
+
+log = logging.getLogger("keras_sign")
 
 LOCK_FILE = ".lock"
 
@@ -93,3 +98,18 @@ def check_not_being_written(folder, what="Run folder"):
         raise _being_written(what, folder, os.pread(handle, 1000, 0).decode("utf-8", "replace").strip()) from None
     finally:
         os.close(handle)
+
+
+def remove_dead_staging(out, what="build"):
+    """Remove the staging folders (`.<name>.partial-<pid>` beside `out`) of builds of `out` that were killed (kill -9
+    leaves them): their lock is free. A build still running holds its staging folder's lock, and keeps it."""
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):
+        try:
+            with FolderLock(stale, "Staging folder"):
+                pass
+        except KerasSignError:
+            continue  # another build of the same --out, still at work
+        except OSError:
+            continue  # not a folder we can lock: leave it alone
+        log.info("Removing %s, left by %s that was stopped.", stale, what)
+        shutil.rmtree(stale, ignore_errors=True)

@@ -26,7 +26,6 @@ held-out signer: the leave-one-signer-out figure of the ensemble, in crossval's 
 """
 
 import contextlib
-import glob
 import logging
 import os
 import shutil
@@ -38,7 +37,7 @@ from keras_sign.errors import KerasSignError
 from keras_sign.inference.ensemble_model import build_ensemble, ensemble_hands
 from keras_sign.runs.atomic import atomic_write_csv, check_writable
 from keras_sign.runs.folder import RunFolder
-from keras_sign.runs.locks import FolderLock
+from keras_sign.runs.locks import FolderLock, remove_dead_staging
 from keras_sign.runs.record import HANDS_FILE, RunInfo, bundle_json, model_sha256, write_bundle, write_classes
 
 log = logging.getLogger("keras_sign")
@@ -96,7 +95,7 @@ def write_ensemble(run_paths, out):
     split = agreed_split(members)
     info = run_record(members, split)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_staging(out)
+    remove_dead_staging(out, "an ensemble build")
     staging = RunFolder(out.parent / f".{out.name}.partial-{os.getpid()}")
     try:
         staging.path.mkdir()
@@ -146,21 +145,6 @@ def _input_record(info):
           "meaning": "one hand's landmark features (preprocessing.hands.features)"}]
         if info.preprocessing.reads_landmarks else [])
     return {"input": records[0]} if len(records) == 1 else {"inputs": records}
-
-
-def remove_dead_staging(out):
-    """Remove the staging folders of builds of `out` that were killed (kill -9 leaves them): their lock is free.
-    A build still running holds its staging folder's lock, and keeps it."""
-    for stale in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):
-        try:
-            with FolderLock(stale, "Ensemble folder"):
-                pass
-        except KerasSignError:
-            continue  # another build of the same --out, still at work
-        except OSError:
-            continue  # not a folder we can lock: leave it alone
-        log.info("Removing %s, left by an ensemble build that was stopped.", stale)
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def is_crossval(path):

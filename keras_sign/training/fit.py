@@ -246,14 +246,15 @@ def _steps_per_epoch(examples, batch_size, drop_remainder):
     return max(examples // batch_size if drop_remainder else -(-examples // batch_size), 1)
 
 
-def training_data(config, files, num_classes, devices, run=None, info=None):
+def training_data(config, files, num_classes, devices, hands=None, settings=None):
     """Cached training and validation images, and a function giving the batches of epochs `start` to `stop - 1`;
-    for a landmark model, the landmark features of the hands of `run`'s split (`info`: its record) instead."""
+    for a landmark model the landmark features of `hands` (each split's hands, under the hand stage `settings`)
+    instead, for a fusion model both."""
     drop_remainder = devices > 1  # every device needs an equal share of each batch
     if config.hands == "landmarks":
-        return _landmark_training_data(config, files, num_classes, drop_remainder, run, info)
+        return _landmark_training_data(config, files, num_classes, drop_remainder, hands, settings)
     if config.hands == "fusion":
-        return _fusion_training_data(config, files, num_classes, drop_remainder, run, info)
+        return _fusion_training_data(config, files, num_classes, drop_remainder, hands, settings)
     train_images = _decoded_split(files["train"], config)
 
     def train_batches(start, stop):
@@ -270,12 +271,11 @@ def training_data(config, files, num_classes, devices, run=None, info=None):
             "steps_per_epoch": _steps_per_epoch(len(files["train"].paths), config.batch_size, drop_remainder)}
 
 
-def _landmark_training_data(config, files, num_classes, drop_remainder, run, info):
+def _landmark_training_data(config, files, num_classes, drop_remainder, hands, settings):
     from keras_sign.data.landmarks import epochs_of_landmark_batches, landmark_batches
-    from keras_sign.inference.hand_crops import landmark_inputs, run_hands
+    from keras_sign.inference.hand_crops import landmark_inputs
 
-    inputs = {split: landmark_inputs(run_hands(run.path, files[split].paths, info.data_root), info.hands)
-              for split in ("train", "val")}
+    inputs = {split: landmark_inputs(hands[split], settings) for split in ("train", "val")}
     options = {"num_classes": num_classes, "batch_size": config.batch_size, "drop_remainder": drop_remainder}
 
     def train_batches(start, stop):
@@ -287,13 +287,12 @@ def _landmark_training_data(config, files, num_classes, drop_remainder, run, inf
             "steps_per_epoch": _steps_per_epoch(len(inputs["train"]), config.batch_size, drop_remainder)}
 
 
-def _fusion_training_data(config, files, num_classes, drop_remainder, run, info):
+def _fusion_training_data(config, files, num_classes, drop_remainder, hands, settings):
     from keras_sign.data.fusion import epochs_of_fusion_batches, fusion_batches
-    from keras_sign.inference.hand_crops import landmark_inputs, run_hands
+    from keras_sign.inference.hand_crops import landmark_inputs
 
     splits = [split for split in ("train", "val") if files[split].paths]
-    features = {split: landmark_inputs(run_hands(run.path, files[split].paths, info.data_root), info.hands)
-                for split in splits}
+    features = {split: landmark_inputs(hands[split], settings) for split in splits}
     # Each photo's row number is its label in the image cache: a batch gathers its rows' features and classes.
     squares = {split: _decoded_split(files[split]._replace(labels=list(range(len(files[split].paths)))), config)
                for split in splits}
@@ -331,7 +330,12 @@ def train(config, backend, backend_reason, resume=False, callbacks=()):
         # split.csv, kept on resume; with a hand stage the model learns from the photos that hold a hand
         files = {split: run.split_files(split).with_hands() if split != "test" else run.split_files(split)
                  for split in SPLITS}
-        data = training_data(config, files, len(class_names), len(devices), run, info)
+        hands = None
+        if info.preprocessing.reads_landmarks:  # the hands the split's photos hold, as the scan found them
+            from keras_sign.inference.hand_crops import run_hands
+
+            hands = {split: run_hands(run.path, files[split].paths, info.data_root) for split in ("train", "val")}
+        data = training_data(config, files, len(class_names), len(devices), hands, info.hands)
 
         normalization = info.normalization
         model = build_model(
