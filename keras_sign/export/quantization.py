@@ -171,25 +171,25 @@ def _recipes(model, calibration, io_type, selection, reference, findings):
     debugger = _debugger(model, calibration)
     errors = layer_errors(debugger)
     findings["worst_layers"] = [{**row, "error_steps": round(row["error_steps"], 3)} for row in errors[:10]]
-    for count in FLOAT_LAYER_STEPS:
-        if count >= len(errors):  # every layer float is no int8 recipe (and the debugger refuses it)
+    for number in FLOAT_LAYER_STEPS:
+        if number >= len(errors):  # every layer float is no int8 recipe (and the debugger refuses it)
             break
-        tensors = [row["tensor"] for row in errors[:count]]
-        yield f"float-layers-{count}", _float_layers(debugger, tensors), {"float_layers": tensors}
+        tensors = [row["tensor"] for row in errors[:number]]
+        yield f"float-layers-{number}", _float_layers(debugger, tensors), {"float_layers": tensors}
     yield "int8-weights", to_tflite(model, "dynamic"), {"float_layers": "every activation"}
 
     float_tflite = to_tflite(model, "none")
     sensitivity = weight_sensitivity(float_tflite, selection, reference)
     findings["weight_sensitivity"] = [{**row, "probability_change": round(row["probability_change"], 6)}
                                       for row in sensitivity[:10]]
-    for count in FLOAT_WEIGHT_OPS_STEPS:
-        if count > len(sensitivity):
+    for number in FLOAT_WEIGHT_OPS_STEPS:
+        if number > len(sensitivity):
             return
-        ops = [row["op"] for row in sensitivity[:count]]
+        ops = [row["op"] for row in sensitivity[:number]]
         candidate = weights_only(float_tflite, float_ops=ops)
         if len(candidate) >= len(float_tflite) / 2:  # no smaller than float16 any more
             return
-        yield f"weights-only-{count}", candidate, {"float_layers": "every activation", "float_weight_ops": ops}
+        yield f"weights-only-{number}", candidate, {"float_layers": "every activation", "float_weight_ops": ops}
 
 
 def choose_int8(model, calibration, selection, min_agreement, io_type="uint8", strict=False):
