@@ -198,8 +198,10 @@ class _LiveLine:
 @click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS (phones on the LAN).")
 @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False))
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
+@click.option("--shots", type=click.Path(file_okay=False), help="Turn on the page's teach mode: shots of a new signer "
+              "are saved in this folder, and the page adapts the run on them (MODEL must be a run folder).")
 @backend_option
-def demo(model, host, port, crop, ssl_certfile, ssl_keyfile, threads, backend):
+def demo(model, host, port, crop, ssl_certfile, ssl_keyfile, threads, shots, backend):
     """Serve a web page that spells what the webcam sees (and reads dropped photos and videos)."""
     from keras_sign.demo.server import check_port_free, check_ssl_pair, import_fastapi, serve
 
@@ -209,4 +211,4 @@ def demo(model, host, port, crop, ssl_certfile, ssl_keyfile, threads, backend):
     select_backend(backend or "auto")
     from keras_sign.inference.classifier import load_classifier
 
-    serve(load_classifier(model, threads), host, port, crop, ssl_certfile, ssl_keyfile, echo=click.echo)
+    serve(load_classifier(model, threads), host, port, crop, ssl_certfile, ssl_keyfile, echo=click.echo, shots=shots)

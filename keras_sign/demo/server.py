@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_sign.demo.frames import check_frame_size
 from keras_sign.errors import KerasSignError
 from keras_sign.spelling.decoder import DecoderSettings, SpellingDecoder, default_word_gap
 
@@ -107,26 +108,6 @@ class FrameModel:
         return [list(pair) for pair in self.classifier.top([probabilities], k)[0]]
 
 
-def check_frame_size(data):
-    """Refuse a frame whose header claims more pixels than `scan.MAX_PIXELS` before it is decoded: a small
-    PNG of one colour can unpack to gigabytes."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    from keras_sign.data.scan import size_problem
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            problem = size_problem(*image.size)
-    except (UnidentifiedImageError, OSError, ValueError):
-        return  # not an image Pillow knows: the decoder says so
-    except Image.DecompressionBombError:
-        problem = "over twice the megapixel limit"
-    if problem:
-        raise KerasSignError(f"The frame is refused: {problem}.")
-
-
 def _settings(base, message):
     """The decoder settings a tab asked for, from a `{"type": "settings", ...}` message."""
     values = {name: float(message[name]) for name in ("hold", "min_confidence", "min_margin")
@@ -184,8 +165,9 @@ def _hand_message(hand, classifier):
             "handedness": hand.handedness}
 
 
-def create_app(classifier, crop="center", settings=None):
-    """The FastAPI application around one loaded classifier."""
+def create_app(classifier, crop="center", settings=None, shots=None):
+    """The FastAPI application around one loaded classifier; with `shots` (a folder), the page's teach mode
+    (`keras_sign.demo.teach`)."""
     fastapi = import_fastapi()
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
@@ -194,6 +176,11 @@ def create_app(classifier, crop="center", settings=None):
     settings = settings or DecoderSettings(word_gap=default_word_gap(classifier.class_names),
                                            unsure_below=classifier.unsure_below or 0.0)
     model = FrameModel(classifier, crop)
+    teacher = None
+    if shots is not None:
+        from keras_sign.demo.teach import Teacher
+
+        teacher = Teacher(model, shots)
     model.warm_up()
     app = fastapi.FastAPI(title="keras-sign demo", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -214,7 +201,7 @@ def create_app(classifier, crop="center", settings=None):
                 "model": Path(classifier.source).name, "crop": "hand" if classifier.hand_stage else crop,
                 "decoder": dataclasses.asdict(settings),
                 "max_frame_bytes": MAX_FRAME_BYTES, "max_photo_bytes": MAX_PHOTO_BYTES,
-                "max_video_bytes": MAX_VIDEO_BYTES}
+                "max_video_bytes": MAX_VIDEO_BYTES, "teach": teacher is not None}
 
     async def read_body(request, limit, what):
         declared = int(request.headers.get("content-length") or 0)
@@ -249,6 +236,54 @@ def create_app(classifier, crop="center", settings=None):
             return await asyncio.to_thread(_transcribe_video, model, data, name, settings)
         except KerasSignError as error:
             return upload_error(error)
+
+    def teaching():
+        if teacher is None:
+            raise fastapi.HTTPException(404, "Teach mode is off; start the demo with --shots DIR to teach it signs.")
+        return teacher
+
+    @app.get("/api/teach")
+    async def teach_status():
+        return teaching().status()
+
+    @app.post("/api/teach/shots/{sign}")
+    async def teach_shot(sign: str, request: fastapi.Request):
+        data = await read_body(request, MAX_FRAME_BYTES, "shot")
+        try:
+            return {"sign": sign, "name": await asyncio.to_thread(teaching().save, sign, data)}
+        except KerasSignError as error:
+            return upload_error(error)
+
+    @app.get("/api/teach/shots/{sign}/{name}")
+    async def teach_thumbnail(sign: str, name: str):
+        try:
+            return FileResponse(teaching().shot(sign, name), media_type="image/jpeg")
+        except KerasSignError as error:
+            return JSONResponse({"error": str(error)}, status_code=404)
+
+    @app.delete("/api/teach/shots/{sign}/{name}")
+    async def teach_discard(sign: str, name: str):
+        try:
+            teaching().discard(sign, name)
+        except KerasSignError as error:
+            return upload_error(error)
+        return teaching().status()
+
+    @app.post("/api/teach/adapt")
+    async def teach_adapt():
+        try:
+            teaching().start()
+        except KerasSignError as error:
+            return upload_error(error)
+        return teaching().status()
+
+    @app.post("/api/teach/use/{which}")
+    async def teach_use(which: str):
+        try:
+            teaching().use(which)
+        except KerasSignError as error:
+            return upload_error(error)
+        return teaching().status()
 
     @app.websocket("/ws")
     async def frames(socket: fastapi.WebSocket):
@@ -368,14 +403,17 @@ def startup_lines(classifier, host, port, https):
     return lines
 
 
-def serve(classifier, host="127.0.0.1", port=8000, crop="center", ssl_certfile=None, ssl_keyfile=None, echo=print):
-    """Run the demo until Ctrl-C."""
+def serve(classifier, host="127.0.0.1", port=8000, crop="center", ssl_certfile=None, ssl_keyfile=None, echo=print,
+          shots=None):
+    """Run the demo until Ctrl-C; with `shots`, its teach mode saves shots there."""
     import_fastapi()
     import uvicorn
 
     check_ssl_pair(ssl_certfile, ssl_keyfile)
     check_port_free(host, port)
-    app = create_app(classifier, crop)
+    app = create_app(classifier, crop, shots=shots)
     for line in startup_lines(classifier, host, port, ssl_certfile is not None):
         echo(line)
+    if shots is not None:
+        echo(f"teach mode: shots are saved in {shots}; each adapt writes a run folder beside it")
     uvicorn.run(app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, log_level="warning")

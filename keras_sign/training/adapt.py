@@ -120,9 +120,10 @@ def replay_photos(run, info, per_class, seed):
     return replay, hands
 
 
-def adapt(run_path, shots_folder, out, settings=AdaptSettings(), evaluate=True, hand_cache=None):
+def adapt(run_path, shots_folder, out, settings=AdaptSettings(), evaluate=True, hand_cache=None, progress=None):
     """Adapt the model of `run_path` to the shots in `shots_folder`, into the new run folder `out`; return its
-    path. `evaluate`: score the adapted model on the test split (the reports `keras-sign evaluate` writes)."""
+    path. `evaluate`: score the adapted model on the test split (the reports `keras-sign evaluate` writes).
+    `progress(epoch, epochs)` is called after each epoch (the demo page's progress bar)."""
     from keras_sign.analysis.calibration import MIN_CALIBRATION_IMAGES, calibrate_run
     from keras_sign.analysis.evaluate import evaluate_run
     from keras_sign.config import load_config
@@ -150,7 +151,7 @@ def adapt(run_path, shots_folder, out, settings=AdaptSettings(), evaluate=True, 
                        [*(replay.orientations or [1] * len(replay.paths)), *shots.orientations],
                        None if shot_crops is None else [*replay.crops, *shot_crops])
     hands = None if replay_hands is None else {"train": [*replay_hands, *shots.hands], "val": []}
-    model = _fine_tuned(run, info, config, settings, train, hands, len(names))
+    model = _fine_tuned(run, info, config, settings, train, hands, len(names), progress)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_staging(out, "an adapt")
@@ -185,7 +186,7 @@ def adapt(run_path, shots_folder, out, settings=AdaptSettings(), evaluate=True, 
     return out
 
 
-def _fine_tuned(run, info, config, settings, train, hands, num_classes):
+def _fine_tuned(run, info, config, settings, train, hands, num_classes, progress=None):
     """The parent's model trained on `train` (shots and replay) as `settings` say."""
     import keras
 
@@ -201,7 +202,9 @@ def _fine_tuned(run, info, config, settings, train, hands, num_classes):
     empty = Files([], [], [], None if train.crops is None else [])
     data = training_data(config, {"train": train, "val": empty}, num_classes, 1, hands, info.hands)
     model.compile(optimizer=keras.optimizers.Adam(settings.lr), loss="categorical_crossentropy", metrics=["accuracy"])
-    model.fit(data["train_batches"](0, settings.epochs), epochs=settings.epochs,
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: progress(epoch + 1, settings.epochs))
+                 ] if progress else []
+    model.fit(data["train_batches"](0, settings.epochs), epochs=settings.epochs, callbacks=callbacks,
               steps_per_epoch=data["steps_per_epoch"], verbose=0, shuffle=False)  # batches come shuffled, seeded
     for layer in model.layers:
         layer.trainable = True

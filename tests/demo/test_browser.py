@@ -23,6 +23,7 @@ from PIL import Image
 from conftest import REPO, run_cli
 from keras_sign.spelling.clip import write_y4m
 from keras_sign.spelling.transcribe import character_error_rate
+from adapt_fixtures import MASSEY, landmark_parent  # noqa: F401  (fixture)
 from hand_fixtures import hand_run  # noqa: F401  (fixture)
 from spelling_fixtures import CLASSES, TEXT, clip, trained  # noqa: F401  (fixtures)
 
@@ -75,11 +76,12 @@ def page_with_camera(y4m, url):
 
 
 @contextlib.contextmanager
-def demo_server(model):
-    """`keras-sign demo MODEL` as a user starts it, in a process of its own; yields its URL, then stops it
+def demo_server(model, *options):
+    """`keras-sign demo MODEL [OPTIONS]` as a user starts it, in a process of its own; yields its URL, then stops it
     with Ctrl-C and yields its output."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "keras_sign.cli", "demo", str(model), "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "keras_sign.cli", "demo", str(model), "--port", str(port),
+                                *map(str, options)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -190,3 +192,57 @@ def test_blank_camera_frames_type_nothing_and_the_hand_is_drawn(hand_run, hand_s
     assert all(text == "" for text in blank_text)  # and no letter
     assert any(hand == "right hand" for _, hand in seen)  # then the photos' hands, drawn over the camera
     assert drawn
+
+
+@pytest.mark.slow
+def test_the_page_teaches_two_signs_from_the_camera_then_spells_them(landmark_parent, tmp_path):  # noqa: F811
+    """Teach mode as a new signer uses it: Massey's signer 3, whom the model never saw, shows two signs to the
+    camera (one recorded clip each), the page captures shots of each (one is thrown away), adapts, and spells a clip
+    of that signer's other photos of the two signs."""
+    def clip_of(name, signs, photos):
+        frames = []
+        for sign in signs:
+            for path in sorted((MASSEY / "hand3" / sign).iterdir())[photos]:
+                canvas = Image.new("RGB", (240, 240))  # Massey's black backdrop, around the photo
+                photo = Image.open(path).convert("RGB")
+                photo.thumbnail((220, 220))
+                canvas.paste(photo, ((240 - photo.width) // 2, (240 - photo.height) // 2))
+                frames += [np.asarray(canvas)] * 20
+        write_y4m(tmp_path / f"{name}.y4m", frames, 15)
+        return tmp_path / f"{name}.y4m"
+
+    shots = tmp_path / "shots"
+    thumbs = "document.querySelectorAll('#thumbs figure[data-sign=\"{}\"]').length"
+    teach_status = "document.getElementById('teach-status').textContent"
+    with demo_server(landmark_parent, "--shots", shots) as (url, _):
+        for sign in ("a", "b"):
+            with page_with_camera(clip_of(sign, [sign], slice(0, 3)), url) as (page, errors):
+                assert page.is_visible("#teach") and not errors, errors
+                if sign == "b":  # the shots of the first session are the server's: shown again
+                    page.wait_for_function(thumbs.format("a") + " === 3")
+                page.click("#start")
+                page.wait_for_function("document.getElementById('status').textContent.startsWith('Camera on')")
+                page.fill("#teach-count", "3")
+                page.select_option("#teach-sign", sign)
+                page.click("#teach-capture")
+                page.wait_for_function(thumbs.format(sign) + " === 3", timeout=30_000)
+                if sign == "b":
+                    page.click("#thumbs figure[data-sign='b'] button")  # thrown away
+                    page.wait_for_function(thumbs.format("b") + " === 2")
+                    page.click("#teach-adapt")
+                    page.wait_for_function(f"{teach_status}.includes('uses the adapted')", timeout=180_000)
+                assert not errors, errors
+        with page_with_camera(clip_of("spell", ["a", "b", "a"], slice(3, 5)), url) as (page, errors):
+            assert page.is_enabled("#use-original") and not page.is_enabled("#use-adapted")
+            page.click("#start")
+            started, spelled = time.monotonic(), ""
+            while time.monotonic() - started < 12 and not {"a", "b"} <= set(spelled.lower()):
+                spelled = page.text_content("#text")
+                time.sleep(0.2)
+            page.click("#use-original")
+            page.wait_for_function(f"{teach_status}.includes('original model')")
+            assert not errors, errors
+    assert sorted(path.parent.name for path in shots.rglob("[!.]*.jpg")) == ["a"] * 3 + ["b"] * 2
+    record = json.loads((tmp_path / "shots-adapted-1" / "run.json").read_text())
+    assert record["shots"]["used"] == 5 and record["adapted_from"]["run"] == str(landmark_parent.resolve())
+    assert {"a", "b"} <= set(spelled.lower()), spelled  # the adapted model spells both signs from the camera

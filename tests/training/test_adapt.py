@@ -3,46 +3,19 @@ complete run folder that names its parent and its shots; RUN is never changed; b
 
 import hashlib
 import json
-import shutil
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED_DATA, invoke, one_line_error, run_cli
-
-pytestmark = pytest.mark.xdist_group("adapt")
-
-MASSEY = SHARED_DATA / "massey_asl_hands"
-SIGNS = ["a", "b", "l", "v", "y"]
+from adapt_fixtures import MASSEY, SIGNS, landmark_parent, shots_of  # noqa: F401  (fixture)
+from conftest import invoke, one_line_error
 
 
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory):
-    """A landmark model of 5 of Massey's letters trained on signers 1 and 2 (6 photos each), signer 3 held out."""
-    if not MASSEY.is_dir():
-        pytest.skip(f"{MASSEY} is not present")
-    root = tmp_path_factory.mktemp("adapt")
-    for signer in ("hand1", "hand2", "hand3"):
-        for sign in SIGNS:
-            (root / "data" / signer / sign).mkdir(parents=True)
-            for photo in sorted((MASSEY / signer / sign).iterdir())[:6]:
-                shutil.copy(photo, root / "data" / signer / sign / photo.name)
-    run = root / "run"
-    result = run_cli("train", "--arch", "landmarks", "--data-dir", root / "data", "--split", "signer",
-                     "--test-signers", "hand3", "--epochs", "20", "--batch-size", "16", "--seed", "3", "--out", run,
-                     "--hand-cache-dir", root / "hand-cache")
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    return run
-
-
-def _shots(folder, signs, per_class, signer="hand3"):
-    for sign in signs:
-        (folder / sign).mkdir(parents=True)
-        for photo in sorted((MASSEY / signer / sign).iterdir())[:per_class]:
-            shutil.copy(photo, folder / sign / photo.name)
-    return folder
+@pytest.fixture
+def parent(landmark_parent):  # noqa: F811
+    return landmark_parent
 
 
 def _digest(folder):
@@ -52,7 +25,7 @@ def _digest(folder):
 
 def test_adapt_writes_a_run_that_names_its_parent_and_shots_and_leaves_the_parent_alone(parent, tmp_path):
     before = _digest(parent)
-    shots = _shots(tmp_path / "shots", SIGNS, 2)
+    shots = shots_of(tmp_path / "shots", SIGNS, 2)
     Image.new("RGB", (160, 120), (90, 90, 90)).save(shots / "a" / "empty-wall.jpg")  # no hand in it
     out = tmp_path / "me"
     code, output = invoke("adapt", parent, shots, "--out", out, "--epochs", "5", "--hand-cache-dir",
@@ -81,11 +54,11 @@ def test_adapt_writes_a_run_that_names_its_parent_and_shots_and_leaves_the_paren
 
 
 def test_adapt_to_a_new_sign_grows_a_landmark_models_classifier(parent, tmp_path):
-    shots = _shots(tmp_path / "shots", ["c"], 3)  # a sign the model never learned
+    shots = shots_of(tmp_path / "shots", ["c"], 3)  # a sign the model never learned
     one_line_error(*invoke("adapt", parent, shots, "--out", tmp_path / "refused"), "does not know: c",
                    "--add-classes")
     assert not (tmp_path / "refused").exists()
-    _shots(shots, ["a"], 2)
+    shots_of(shots, ["a"], 2)
     out = tmp_path / "grown"
     code, output = invoke("adapt", parent, shots, "--out", out, "--add-classes", "--epochs", "30", "--hand-cache-dir",
                           parent.parent / "hand-cache")
@@ -107,14 +80,14 @@ def test_bad_shots_get_one_line_and_nothing_is_written(parent, tmp_path):
     (tmp_path / "empty").mkdir()
     one_line_error(*invoke("adapt", parent, tmp_path / "empty", "--out", tmp_path / "a"))
     one_line_error(*invoke("adapt", parent, tmp_path / "nowhere", "--out", tmp_path / "b"), "does not exist")
-    one_line_error(*invoke("adapt", parent, _shots(tmp_path / "one", ["a"], 1), "--out", tmp_path / "c"),
+    one_line_error(*invoke("adapt", parent, shots_of(tmp_path / "one", ["a"], 1), "--out", tmp_path / "c"),
                    "1 usable shot(s)", "two or more")
     blank = tmp_path / "blank" / "a"
     blank.mkdir(parents=True)
     for index in range(3):
         Image.new("RGB", (160, 120), (40 * index, 90, 90)).save(blank / f"wall{index}.jpg")
     one_line_error(*invoke("adapt", parent, tmp_path / "blank", "--out", tmp_path / "d"), "0 usable shot(s)")
-    shots = _shots(tmp_path / "shots", ["a", "b"], 2)
+    shots = shots_of(tmp_path / "shots", ["a", "b"], 2)
     one_line_error(*invoke("adapt", tmp_path / "not-a-run", shots, "--out", tmp_path / "e"))
     one_line_error(*invoke("adapt", parent, shots, "--out", tmp_path / "f", "--lr", "-1"), "--lr must be positive")
     assert not any((tmp_path / name).exists() for name in "abcdef")

@@ -21,6 +21,7 @@ async function loadInfo() {
   $("hold").value = info.decoder.hold;
   $("confidence").value = info.decoder.min_confidence;
   showSliders();
+  if (info.teach) await loadTeach();
 }
 
 function showSliders() {
@@ -78,6 +79,7 @@ function drawCrop() {
 function showFrame(reply) {
   if ("hand" in reply) {
     lastHand = reply.hand;
+    trackHand(reply.hand);
     $("hand").textContent = reply.hand ? `${reply.hand.handedness} hand` : "no hand";
     $("hand").className = reply.hand ? "hand" : "hand none";
   }
@@ -131,7 +133,8 @@ function sendFrame() {
     grab.width = Math.round(video.videoWidth * SEND_HEIGHT / video.videoHeight);
     grab.getContext("2d").drawImage(video, 0, 0, grab.width, grab.height);
     waiting = true;
-    grab.toBlob((blob) => { socket.send(blob); sentAt.push(performance.now()); }, "image/jpeg", 0.85);
+    grab.toBlob((blob) => { socket.send(blob); sentAt.push(performance.now()); captureShot(blob); },
+                "image/jpeg", 0.85);
   }
   drawCrop();
   setTimeout(sendFrame, 1000 / MAX_FPS);
@@ -168,6 +171,119 @@ async function upload(file) {
   }
 }
 
+// Teach mode (keras-sign demo RUN --shots DIR): shots of the signer in front of the camera, saved by the server
+// as they come (keras_sign/demo/teach.py), then an adapt in the background and a switch to the adapted model.
+const STEADY_FRAMES = 5;          // a capture starts once the hand has been in view this many frames...
+const STEADY_MOVE = 0.03;         // ...its square's centre moving less than this share of the frame between them
+let recentCentres = [];
+let capture = null;               // {sign, left, started} while shots are being taken
+
+function trackHand(hand) {
+  if (!hand) { recentCentres = []; return; }
+  const [x, y, w, h] = hand.box;
+  recentCentres = [...recentCentres, [x + w / 2, y + h / 2]].slice(-STEADY_FRAMES);
+}
+
+function handSteady() {
+  if (info.crop !== "hand") return true;  // a model without a hand stage: the frame as it is
+  if (recentCentres.length < STEADY_FRAMES) return false;
+  return recentCentres.every(([x, y], i) => i === 0 ||
+    Math.hypot(x - recentCentres[i - 1][0], y - recentCentres[i - 1][1]) < STEADY_MOVE);
+}
+
+function teachStatus(message, isError) {
+  $("teach-status").textContent = message;
+  $("teach-status").className = isError ? "error" : "";
+}
+
+function addThumb(sign, name, source) {
+  const figure = document.createElement("figure");
+  figure.dataset.sign = sign;
+  figure.innerHTML = `<img alt=""><figcaption></figcaption><button title="Discard this shot">x</button>`;
+  figure.querySelector("img").src = source;
+  figure.querySelector("figcaption").textContent = sign;
+  figure.querySelector("button").onclick = async () => {
+    const response = await fetch(`/api/teach/shots/${encodeURIComponent(sign)}/${encodeURIComponent(name)}`,
+                                 {method: "DELETE"});
+    if (response.ok) figure.remove();
+    else teachStatus((await response.json()).error, true);
+  };
+  $("thumbs").append(figure);
+}
+
+async function captureShot(blob) {
+  if (!capture || capture.left <= 0 || !handSteady()) return;
+  capture.left -= 1;
+  const sign = capture.sign;
+  const response = await fetch(`/api/teach/shots/${encodeURIComponent(sign)}`, {method: "POST", body: blob});
+  const answer = await response.json();
+  if (response.ok) {
+    addThumb(sign, answer.name, URL.createObjectURL(blob));
+  } else if (capture) {
+    capture.left += 1;  // that frame had no hand after all: take another
+    teachStatus(answer.error, true);
+  }
+  if (capture && capture.left === 0) {
+    teachStatus(`Captured ${capture.count} shots of ${sign}.`);
+    capture = null;
+  }
+}
+
+function startCapture() {
+  if (!$("start").disabled) { teachStatus("Start the camera first.", true); return; }
+  const count = Math.max(1, Math.min(30, Number($("teach-count").value) || 5));
+  capture = {sign: $("teach-sign").value, left: count, count};
+  teachStatus(`Show ${capture.sign} and hold it still...`);
+}
+
+function showTeach(state) {
+  const job = state.adapt;
+  $("teach-progress").value = job.epochs ? job.epoch / job.epochs : 0;
+  $("use-original").disabled = state.using === "original";
+  $("use-adapted").disabled = !state.models.includes("adapted") || state.using === "adapted";
+  $("teach-adapt").disabled = job.state === "running";
+  if (job.state === "running") teachStatus(`Adapting: epoch ${job.epoch} of ${job.epochs}...`);
+  else if (job.state === "failed") teachStatus(`The adapt failed: ${job.error}`, true);
+}
+
+async function loadTeach() {
+  const state = await (await fetch("/api/teach")).json();
+  $("teach").hidden = false;
+  $("teach-sign").replaceChildren(...info.classes.map((name) => new Option(name, name)));
+  for (const [sign, names] of Object.entries(state.shots)) {
+    for (const name of names) addThumb(sign, name, `/api/teach/shots/${encodeURIComponent(sign)}/${encodeURIComponent(name)}`);
+  }
+  showTeach(state);
+}
+
+async function teachRequest(path) {
+  const response = await fetch(path, {method: "POST"});
+  const state = await response.json();
+  if (!response.ok) { teachStatus(state.error, true); return null; }
+  showTeach(state);
+  return state;
+}
+
+async function startAdapt() {
+  let state = await teachRequest("/api/teach/adapt");
+  while (state && state.adapt.state === "running") {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    state = await (await fetch("/api/teach")).json();
+    showTeach(state);
+  }
+  if (state && state.adapt.state === "done") {
+    teachStatus(`The page uses the adapted model (${state.adapt.run}); the original is one click away.`);
+  }
+}
+
+async function useModel(which) {
+  if (await teachRequest(`/api/teach/use/${which}`)) teachStatus(`The page uses the ${which} model.`);
+}
+
+$("teach-capture").onclick = startCapture;
+$("teach-adapt").onclick = startAdapt;
+$("use-original").onclick = () => useModel("original");
+$("use-adapted").onclick = () => useModel("adapted");
 $("start").onclick = startCamera;
 $("clear").onclick = () => socket && socket.send(JSON.stringify({type: "clear"}));
 $("copy").onclick = () => navigator.clipboard.writeText($("text").textContent);
