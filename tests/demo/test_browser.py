@@ -95,13 +95,15 @@ def demo_server(model, *options):
                 pytest.fail(f"the demo server did not start:\n{process.communicate()[0]}")
             time.sleep(0.5)
     stopped = {}
-    yield url, stopped
-    process.send_signal(signal.SIGINT)
     try:
-        stopped["output"] = process.communicate(timeout=30)[0]
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail("the demo server did not stop on Ctrl-C")
+        yield url, stopped
+    finally:  # a test that failed stops its server too
+        process.send_signal(signal.SIGINT)
+        try:
+            stopped["output"] = process.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("the demo server did not stop on Ctrl-C")
 
 
 @pytest.fixture(scope="module")
