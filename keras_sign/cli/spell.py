@@ -5,6 +5,8 @@
     keras-sign demo MODEL
 """
 
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,11 +83,15 @@ def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, 
 @click.option("--events", "events_path", type=click.Path(dir_okay=False), help="Write one JSON line per typed symbol.")
 @click.option("--timeline", "timeline_path", type=click.Path(dir_okay=False), help="Write per-frame top classes (CSV).")
 @click.option("--overlay", "overlay_path", type=click.Path(dir_okay=False), help="Write the video with predictions drawn.")
+@click.option("--lexicon", help="Correct each finished word against a word list: `english` (shipped), or a file "
+              "of one word a line (optionally with its zipf frequency). Digits and confidently spelled words stay.")
+@click.option("--say", is_flag=True, help="Speak the text when it is done, through espeak-ng.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
 @backend_option
 def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margin, repeat_after, word_gap, smoothing,
-               unsure_below, reference, events_path, timeline_path, overlay_path, batch_size, threads, backend):
+               unsure_below, reference, events_path, timeline_path, overlay_path, lexicon, say, batch_size, threads,
+               backend):
     """Spell out a video file, a folder of frames (--fps) or a camera (--camera N) into text."""
 
     from keras_sign.spelling.decoder import SpellingDecoder, default_word_gap
@@ -95,6 +101,12 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
         raise KerasSignError("Pass a SOURCE (video file or folder of frames) or --camera N, not both.")
     DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing,
                     unsure_below or 0.0).validate()
+    words = None
+    if lexicon:
+        from keras_sign.spelling.lexicon import Lexicon
+
+        words = Lexicon.read(lexicon)
+    speaker = speech_command() if say else None
     select_backend(backend or "auto")
     from keras_sign.inference.classifier import load_classifier
     from keras_sign.runs.atomic import check_writable
@@ -120,7 +132,7 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
             click.echo(f"frames below {unsure_below:.2f} confidence count as no sign (the model's reject threshold; "
                        "--unsure-below 0 turns this off)", err=True)
     settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing, unsure_below)
-    decoder = SpellingDecoder(classifier.class_names, settings)
+    decoder = SpellingDecoder(classifier.class_names, settings, words)
     warn_about_missing_controls(classifier.class_names, settings)
     overlay = OverlayWriter(overlay_path, frames.fps) if overlay_path else None
     click.echo(f"transcribing {frames.description} with {classifier.source} ({classifier.runtime})", err=True)
@@ -158,6 +170,18 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
             click.echo("substitutions (spelled -> typed): " + ", ".join(f"{r}->{h}" for r, h in score["substitutions"]))
     for path in written:
         click.echo(f"wrote {path}", err=True)
+    if speaker and transcript.text.strip():
+        subprocess.run([*speaker, transcript.text.strip()], check=False)
+
+
+def speech_command():
+    """espeak-ng's command line, or None (with one line saying how to install it)."""
+    found = shutil.which("espeak-ng")
+    if found is None:
+        click.echo("--say: espeak-ng is not installed (e.g. `apt-get install espeak-ng`); the text is printed only.",
+                   err=True)
+        return None
+    return [found]
 
 
 
@@ -200,15 +224,23 @@ class _LiveLine:
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
 @click.option("--shots", type=click.Path(file_okay=False), help="Turn on the page's teach mode: shots of a new signer "
               "are saved in this folder, and the page adapts the run on them (MODEL must be a run folder).")
+@click.option("--lexicon", help="A word list the page may correct finished words against: `english` (shipped) or a "
+              "file of one word a line.")
 @backend_option
-def demo(model, host, port, crop, ssl_certfile, ssl_keyfile, threads, shots, backend):
+def demo(model, host, port, crop, ssl_certfile, ssl_keyfile, threads, shots, lexicon, backend):
     """Serve a web page that spells what the webcam sees (and reads dropped photos and videos)."""
     from keras_sign.demo.server import check_port_free, check_ssl_pair, import_fastapi, serve
 
     import_fastapi()  # a missing extra, a wrong option or a busy port is one line, before the model loads
     check_ssl_pair(ssl_certfile, ssl_keyfile)
     check_port_free(host, port)
+    words = None
+    if lexicon:
+        from keras_sign.spelling.lexicon import Lexicon
+
+        words = Lexicon.read(lexicon)
     select_backend(backend or "auto")
     from keras_sign.inference.classifier import load_classifier
 
-    serve(load_classifier(model, threads), host, port, crop, ssl_certfile, ssl_keyfile, echo=click.echo, shots=shots)
+    serve(load_classifier(model, threads), host, port, crop, ssl_certfile, ssl_keyfile, echo=click.echo, shots=shots,
+          lexicon=words)

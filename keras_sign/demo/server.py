@@ -118,9 +118,10 @@ def _settings(base, message):
 class TabSession:
     """One browser tab: its decoder, its newest unprocessed frame, and what it has been sent."""
 
-    def __init__(self, model, settings):
+    def __init__(self, model, settings, lexicon=None):
         self.model = model
-        self.decoder = SpellingDecoder(model.classifier.class_names, settings)
+        self.lexicon = lexicon  # the server's word list; a tab turns it on and off in its settings
+        self.decoder = SpellingDecoder(model.classifier.class_names, settings, lexicon)
         self.started = time.monotonic()
         self.latest = None
         self.dropped = 0
@@ -165,9 +166,10 @@ def _hand_message(hand, classifier):
             "handedness": hand.handedness}
 
 
-def create_app(classifier, crop="center", settings=None, shots=None):
+def create_app(classifier, crop="center", settings=None, shots=None, lexicon=None):
     """The FastAPI application around one loaded classifier; with `shots` (a folder), the page's teach mode
-    (`keras_sign.demo.teach`)."""
+    (`keras_sign.demo.teach`); with `lexicon` (`keras_sign.spelling.lexicon.Lexicon`), the word list a tab may
+    correct its words against."""
     fastapi = import_fastapi()
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
@@ -201,7 +203,8 @@ def create_app(classifier, crop="center", settings=None, shots=None):
                 "model": Path(classifier.source).name, "crop": "hand" if classifier.hand_stage else crop,
                 "decoder": dataclasses.asdict(settings),
                 "max_frame_bytes": MAX_FRAME_BYTES, "max_photo_bytes": MAX_PHOTO_BYTES,
-                "max_video_bytes": MAX_VIDEO_BYTES, "teach": teacher is not None}
+                "max_video_bytes": MAX_VIDEO_BYTES, "teach": teacher is not None,
+                "lexicon": None if lexicon is None else lexicon.source}
 
     async def read_body(request, limit, what):
         declared = int(request.headers.get("content-length") or 0)
@@ -288,7 +291,7 @@ def create_app(classifier, crop="center", settings=None, shots=None):
     @app.websocket("/ws")
     async def frames(socket: fastapi.WebSocket):
         await socket.accept()
-        session = TabSession(model, settings)
+        session = TabSession(model, settings, lexicon)
         worker = asyncio.create_task(_answer_frames(socket, session))
         try:
             while True:
@@ -320,6 +323,8 @@ async def _control(socket, session, text, base):
             session.started = time.monotonic()
         elif message.get("type") == "settings":
             session.decoder.settings = _settings(base, message)
+            if "lexicon" in message:
+                session.decoder.lexicon = session.lexicon if message["lexicon"] else None
         else:
             raise ValueError(f"unknown message type {message.get('type')!r}")
     except (ValueError, KerasSignError, AttributeError) as error:
@@ -404,14 +409,15 @@ def startup_lines(classifier, host, port, https):
 
 
 def serve(classifier, host="127.0.0.1", port=8000, crop="center", ssl_certfile=None, ssl_keyfile=None, echo=print,
-          shots=None):
-    """Run the demo until Ctrl-C; with `shots`, its teach mode saves shots there."""
+          shots=None, lexicon=None):
+    """Run the demo until Ctrl-C; with `shots`, its teach mode saves shots there; with `lexicon`, tabs may correct
+    their words against it."""
     import_fastapi()
     import uvicorn
 
     check_ssl_pair(ssl_certfile, ssl_keyfile)
     check_port_free(host, port)
-    app = create_app(classifier, crop, shots=shots)
+    app = create_app(classifier, crop, shots=shots, lexicon=lexicon)
     for line in startup_lines(classifier, host, port, ssl_certfile is not None):
         echo(line)
     if shots is not None:

@@ -22,6 +22,10 @@ The rules, all in seconds so that a 15 fps camera and a 60 fps video spell the s
   `unknown` are idle too. A model without these classes still spells letters.
 - With `word_gap`, that many seconds of idle or low confidence after a symbol end the word with
   a space.
+- With a `lexicon` (`keras_sign.spelling.lexicon`), a word that ends (a space, a word gap, or the stream's
+  end: `finish`) is rescored against the word list with the probabilities each of its letters had when it
+  was committed, and replaced when the list's word is clearly the likelier (a "correct" event, which keeps
+  the word as spelled).
 """
 
 import dataclasses
@@ -78,10 +82,11 @@ class Event:
     """One change of the text: a symbol added, a space, a backspace."""
 
     time: float  # seconds into the stream
-    action: str  # "symbol", "space", "delete" or "word_gap" (a space after a pause)
-    symbol: str  # what was typed: "A", "7", " ", or "" for a backspace
-    confidence: float  # smoothed probability of the committed class (1.0 for a word gap)
+    action: str  # "symbol", "space", "delete", "word_gap" (a space after a pause) or "correct" (a word replaced)
+    symbol: str  # what was typed: "A", "7", " ", "" for a backspace, the word put in for a correction
+    confidence: float  # smoothed probability of the committed class (1.0 for a word gap and a correction)
     text: str  # the whole text after the event
+    spelled: str | None = None  # a correction's word as it was spelled
 
 
 def key_of(class_name):
@@ -119,15 +124,17 @@ class SpellingDecoder:
         'A'
     """
 
-    def __init__(self, class_names, settings=None):
+    def __init__(self, class_names, settings=None, lexicon=None):
         self.class_names = list(class_names)
         self.settings = (settings or DecoderSettings()).validate()
         self.keys = [key_of(name) for name in self.class_names]
+        self.lexicon = lexicon
         self.reset()
 
     def reset(self):
         """Forget the text and everything seen so far."""
         self.text = ""
+        self.letters = []  # per character of the text: each symbol's probability when it was typed (None: a space)
         self.smoothed = None
         self.last_time = None
         self.interval = 0.0  # seconds between the last two frames: how long one frame shows the hand
@@ -197,22 +204,49 @@ class SpellingDecoder:
             return int(order[0]), top
         return None, top
 
+    def finish(self, time):
+        """The stream ended: the last word ends too (a lexicon may correct it). The events it caused."""
+        return self._corrected(time)
+
     def _type(self, time, action, symbol, confidence):
         if action == "space":
             if not self.text or self.text.endswith(" "):
                 return []  # no leading or double space
-            self.text += " "
-        elif action == "delete":
+            return [*self._corrected(time), self._add(time, action, " ", confidence)]
+        if action == "delete":
             if not self.text:
                 return []
-            self.text = self.text[:-1]
-        else:
-            self.text += symbol
-        return [Event(time, action, symbol, confidence, self.text)]
+            self.text, self.letters = self.text[:-1], self.letters[:-1]
+            return [Event(time, action, symbol, confidence, self.text)]
+        return [self._add(time, action, symbol, confidence)]
+
+    def _add(self, time, action, symbol, confidence):
+        self.text += symbol
+        self.letters.append(None if symbol == " " else self._symbol_probabilities())
+        return Event(time, action, symbol, confidence, self.text)
+
+    def _symbol_probabilities(self):
+        """What each symbol had of the smoothed probabilities at this moment (the lexicon's evidence)."""
+        probabilities = {}
+        for (action, symbol), probability in zip(self.keys, self.smoothed):
+            if action == "symbol":
+                probabilities[symbol] = max(probabilities.get(symbol, 0.0), float(probability))
+        return probabilities
+
+    def _corrected(self, time):
+        """The last word of the text, replaced by the lexicon's word where that is clearly the likelier."""
+        word = self.text.rsplit(" ", 1)[-1]
+        if self.lexicon is None or not word:
+            return []
+        replacement = self.lexicon.correct(word, self.letters[-len(word):])
+        if replacement is None:
+            return []
+        self.text = self.text[:-len(word)] + replacement
+        self.letters = self.letters[:-len(word)] + [{letter: 1.0} for letter in replacement]
+        return [Event(time, "correct", replacement, 1.0, self.text, spelled=word)]
 
     def _word_gap(self, time):
         gap = self.settings.word_gap
         if gap is None or not self.text or self.text.endswith(" ") or time - self.idle_since < gap - 1e-9:
             return []
-        self.text += " "
-        return [Event(time, "word_gap", " ", 1.0, self.text)]
+        return [*self._corrected(time), self._add(time, "word_gap", " ", 1.0)]

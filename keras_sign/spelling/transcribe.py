@@ -161,6 +161,7 @@ def transcribe(classifier, source, decoder, crop=None, batch_size=BATCH_SIZE, ov
             frames_done += len(chunk)
     except KeyboardInterrupt:
         broken.append("stopped with Ctrl-C")
+    events += decoder.finish(last_time)  # the last word ends with the stream (a lexicon may correct it)
     wall = time.perf_counter() - started
     if frames_done == 0 and not broken:
         raise KerasSignError(f"{source.description} gave no frames to transcribe.")

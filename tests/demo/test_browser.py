@@ -55,10 +55,18 @@ def free_port():
         return probe.getsockname()[1]
 
 
+# What the page asks the browser's speech synthesis to say, recorded (the utterances still go to the real API).
+RECORD_SPEECH = """
+window.spoken = [];
+const speak = window.speechSynthesis.speak.bind(window.speechSynthesis);
+window.speechSynthesis.speak = (utterance) => { window.spoken.push(utterance.text); speak(utterance); };
+"""
+
+
 @contextlib.contextmanager
 def page_with_camera(y4m, url):
     """Debian's Chromium with `y4m` as its camera, on the demo page at `url` once it is connected: yields the
-    page and the list its script errors and failed requests go to."""
+    page and the list its script errors and failed requests go to. What the page speaks is in `window.spoken`."""
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -68,6 +76,7 @@ def page_with_camera(y4m, url):
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("requestfailed", lambda request: errors.append(f"{request.url} failed"))
+            page.add_init_script(RECORD_SPEECH)
             page.goto(url)
             page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')")
             yield page, errors
@@ -143,6 +152,8 @@ def test_the_page_spells_the_camera_clip_as_transcribe_does(trained, camera_clip
                 page.screenshot(path=screenshot)  # mid-word
             time.sleep(0.1)
         spelled = page.text_content("#text").strip()
+        page.click("#speak")  # the browser's own speech synthesis says the text
+        spoken = page.evaluate("window.spoken")
         latency = float(page.text_content("#latency"))
         frames_per_second = int(page.text_content("#fps"))
 
@@ -158,6 +169,7 @@ def test_the_page_spells_the_camera_clip_as_transcribe_does(trained, camera_clip
     assert tops >= set(CLASSES) and len(bars) > 10  # the bars followed the clip's signs
     assert 0 < latency < 1000 and frames_per_second > 0
     assert uploaded.startswith(f"{photo.name}: 2 ")  # the top class of a training photo of "2"
+    assert spoken == [spelled] if spelled else spoken == []
     assert screenshot.stat().st_size > 10_000
 
 

@@ -21,7 +21,25 @@ async function loadInfo() {
   $("hold").value = info.decoder.hold;
   $("confidence").value = info.decoder.min_confidence;
   showSliders();
+  if (info.lexicon) {
+    $("lexicon-row").hidden = false;
+    $("lexicon-name").textContent = info.lexicon;
+  }
   if (info.teach) await loadTeach();
+}
+
+// Speech through the browser's own synthesis (the Web Speech API): no network, no audio from the server.
+function say(text) {
+  if (!text.trim() || !window.speechSynthesis) return;
+  window.speechSynthesis.speak(new SpeechSynthesisUtterance(text.trim()));
+}
+
+function speakFinishedWords(events) {
+  // A word is finished when a space follows it (a space sign, a pause, or a correction just before one).
+  if (!$("auto-speak").checked) return;
+  for (const event of events) {
+    if (event.action === "space" || event.action === "word_gap") say(event.text.trimEnd().split(" ").pop());
+  }
 }
 
 function showSliders() {
@@ -33,7 +51,7 @@ function sendSettings() {
   showSliders();
   if (socket && socket.readyState === WebSocket.OPEN) {
     socket.send(JSON.stringify({type: "settings", hold: Number($("hold").value),
-                                min_confidence: Number($("confidence").value)}));
+                                min_confidence: Number($("confidence").value), lexicon: $("lexicon").checked}));
   }
 }
 
@@ -96,6 +114,7 @@ function showFrame(reply) {
   $("progress").style.width = `${(100 * state.progress).toFixed(0)}%`;
   $("held").textContent = `held ${state.held.toFixed(1)} s of ${reply.hold.toFixed(2)}`;
   $("text").textContent = state.text;
+  speakFinishedWords(reply.events);
   const ms = reply.latency_ms;
   $("latency").textContent = ms.total.toFixed(1);
   $("decode").textContent = ms.decode.toFixed(1);
@@ -287,6 +306,8 @@ $("use-adapted").onclick = () => useModel("adapted");
 $("start").onclick = startCamera;
 $("clear").onclick = () => socket && socket.send(JSON.stringify({type: "clear"}));
 $("copy").onclick = () => navigator.clipboard.writeText($("text").textContent);
+$("speak").onclick = () => say($("text").textContent);
+$("lexicon").onchange = sendSettings;
 $("hold").oninput = sendSettings;
 $("confidence").oninput = sendSettings;
 $("drop").onclick = () => $("file").click();
