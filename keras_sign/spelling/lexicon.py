@@ -1,7 +1,7 @@
 """`transcribe --lexicon FILE`: a spelled word rescored against a word list when it ends.
 
     lexicon = Lexicon.read("english")                     # the shipped list, or a file: one word a line
-    lexicon.correct("HELLP", [{"H": 0.97}, {"E": 0.9}, {"L": 0.95}, {"L": 0.9}, {"P": 0.55, "O": 0.4}])  # "HELLO"
+    lexicon.correct("YOI", [{"Y": 0.97}, {"O": 0.9}, {"I": 0.55, "U": 0.4}])  # "YOU"
 
 Each letter the decoder committed keeps the model's probabilities of every symbol at that moment. A word of the
 list is scored as the log of its frequency (a zipf value in the file; words without one count as common as
@@ -26,7 +26,7 @@ UNKNOWN_ZIPF = 1.0  # a spelling that is no word of the list (a name, a new word
 EXTRA_LETTER = 0.02
 MISSED_LETTER = 0.05
 FLOOR = 1e-4  # the least probability a letter the model gave nothing to counts as
-MARGIN = 20.0
+MARGIN = 1e5  # chosen on validation clips (docs/sign-to-text.md, "Words"): smaller ones changed names
 CONFIDENT = 0.9
 MAX_EDITS = 2
 CANDIDATES = 50

@@ -50,13 +50,16 @@ def english():
 
 
 def test_a_one_letter_confusion_is_corrected_and_the_spelling_kept_in_the_events(english):
-    hellp = [sure("h"), sure("e"), sure("l"), sure("l"), {"p": 0.55, "o": 0.4}]  # O read as P, O a close second
-    events = spell(decoder_with(english), [*hellp, " ", sure("y"), sure("o"), sure("u")])
+    yoi = [sure("y"), sure("o"), {"i": 0.55, "u": 0.4}]  # U read as I, U a close second
+    events = spell(decoder_with(english), [*yoi, " ", sure("c"), sure("a"), sure("n")])
     corrections = [event for event in events if event.action == "correct"]
-    assert [(event.spelled, event.symbol) for event in corrections] == [("HELLP", "HELLO")]
-    assert events[-1].text == "HELLO YOU"
-    without = spell(decoder_with(None), [*hellp, " ", sure("y"), sure("o"), sure("u")])
-    assert without[-1].text == "HELLP YOU" and not any(event.action == "correct" for event in without)
+    assert [(event.spelled, event.symbol) for event in corrections] == [("YOI", "YOU")]
+    assert events[-1].text == "YOU CAN"
+    without = spell(decoder_with(None), [*yoi, " ", sure("c"), sure("a"), sure("n")])
+    assert without[-1].text == "YOI CAN" and not any(event.action == "correct" for event in without)
+    # A rarer word needs more evidence than one close second: HELLP stays (zipf 5 against 1 is not enough).
+    hellp = [sure("h"), sure("e"), sure("l"), sure("l"), {"p": 0.55, "o": 0.4}]
+    assert spell(decoder_with(english), hellp)[-1].text == "HELLP"
 
 
 def test_a_confident_name_digits_and_real_words_stay_as_spelled(english):
