@@ -8,6 +8,10 @@ its defaults unless flags say otherwise), and the parent and the adapted model a
 rest of the held-out signer's (a photo without a hand counts as wrong), and the training signers' validation photos
 (neither model trained on them: what adapting costs the signers the model knew). A fold whose signer has fewer than
 k + 1 photos of a class is left out at that k. Prints a table, and with --json writes every figure.
+
+    python benchmarks/adapt_curve.py --figure docs/images/adapt-curve.png landmarks.json crop.json fusion.json
+
+draws the accuracy on the new signer against k, one line per fold, a panel per model, from such files.
 """
 
 import argparse
@@ -63,7 +67,33 @@ def draw_shots(fold, k, seed, folder):
     return folder
 
 
+def figure(path, results):
+    """Accuracy on the new signer against k (k = 0: before adapting), per fold, one panel per results file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.4), sharey=True, squeeze=False)
+    for axis, result in zip(axes[0], results):
+        rows = json.loads(Path(result).read_text())["rows"]
+        for fold in sorted({row["fold"] for row in rows}):
+            ks = sorted({row["k"] for row in rows if row["fold"] == fold})
+            before = np.mean([row["before"] for row in rows if row["fold"] == fold])
+            after = [np.mean([row["after"] for row in rows if (row["fold"], row["k"]) == (fold, k)]) for k in ks]
+            axis.plot([0, *ks], [before, *after], marker="o", label=fold.replace("signer-", ""))
+        axis.set_title(Path(result).stem.replace("adapt-", ""))
+        axis.set_xlabel("shots of each sign (k)")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy on the new signer")
+    axes[0][0].legend()
+    panels.tight_layout()
+    panels.savefig(path, dpi=110)
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--figure":
+        return figure(sys.argv[2], sys.argv[3:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("crossval", type=Path)
     parser.add_argument("--shots", default="1,3,5,10")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA, built_once, run_cli
+from conftest import SHARED_DATA, built_once, massey_subset, run_cli
 
 MASSEY = SHARED_DATA / "massey_asl_hands"
 SIGNS = ["a", "b", "l", "v", "y"]
@@ -14,15 +14,8 @@ SIGNS = ["a", "b", "l", "v", "y"]
 
 @pytest.fixture(scope="session")
 def landmark_parent(tmp_path_factory, worker_id):
-    if not MASSEY.is_dir():
-        pytest.skip(f"{MASSEY} is not present")
-
     def build(root):
-        for signer in ("hand1", "hand2", "hand3"):
-            for sign in SIGNS:
-                (root / "data" / signer / sign).mkdir(parents=True)
-                for photo in sorted((MASSEY / signer / sign).iterdir())[:6]:
-                    shutil.copy(photo, root / "data" / signer / sign / photo.name)
+        massey_subset(root / "data", SIGNS, 6)
         run = root / "run"
         result = run_cli("train", "--arch", "landmarks", "--data-dir", root / "data", "--split", "signer",
                          "--test-signers", "hand3", "--epochs", "20", "--batch-size", "16", "--seed", "3", "--out",

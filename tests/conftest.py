@@ -78,6 +78,27 @@ def alphabet():
     return shared_set("asl_alphabet_subset")
 
 
+def assert_spells_a_clip_through_the_hand_stage(run, folder, text="CAB"):
+    """A clip of `text` from the run's test photos, transcribed: the hand stage runs and the CER is printed."""
+    result = run_cli("data", "clip", "--text", text, "--run", run, "--split", "test", "--out", folder, "--seed", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    spelled = run_cli("transcribe", run, folder / "frames", "--fps", "15", "--reference", text)
+    assert spelled.returncode == 0, spelled.stderr[-2000:]
+    assert "the hand stage" in spelled.stderr and "CER " in spelled.stdout
+
+
+def massey_subset(target, signs, per_class):
+    """`target` with the first `per_class` photos of each of `signs` by each of Massey's three signers (signer
+    folders of class folders); the test is skipped where the shared data is not present."""
+    massey = shared_set("massey_asl_hands")
+    for signer in ("hand1", "hand2", "hand3"):
+        for sign in signs:
+            (target / signer / sign).mkdir(parents=True)
+            for photo in sorted((massey / signer / sign).iterdir())[:per_class]:
+                shutil.copy(photo, target / signer / sign / photo.name)
+    return target
+
+
 def copy_subset(source, target, classes, per_class):
     """Copy the first `per_class` images of each class folder of `source` into `target`."""
     for name in classes:

@@ -157,7 +157,8 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
     click.echo(transcript.text)
     stage = "" if transcript.hand_seconds is None else (
         f"; the hand stage {100 * transcript.hand_seconds / max(transcript.wall_seconds, 1e-9):.0f}% of it")
-    steps = "decode, the hand's landmarks" if classifier.reads_landmarks else "decode, crop, resize"
+    steps = ("decode, crop, resize" if classifier.reads_pixels else "decode") + (
+        ", the hand's landmarks" if classifier.reads_landmarks else "")
     click.echo(f"{transcript.frames} frames ({transcript.seconds:.1f} s) in {transcript.wall_seconds:.2f} s: "
                f"{transcript.frames_per_second:.0f} frames/s ({steps}, model, decoder{stage}), after "
                f"{startup:.1f} s of start-up (loading the model and TensorFlow)", err=True)

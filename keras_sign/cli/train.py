@@ -172,7 +172,8 @@ def reproduce(configs, out, smoke, backend):
               help="Training photos of each class rehearsed beside the shots, so that the model keeps what it knew.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=AdaptSettings.batch_size, show_default=True)
 @click.option("--seed", type=int, default=AdaptSettings.seed, show_default=True)
-@click.option("--add-classes", is_flag=True, help="Grow a landmark model's classifier for shots of signs it does not know.")
+@click.option("--add-classes", is_flag=True,
+              help="Grow a landmark model's classifier for shots of signs it does not know.")
 @click.option("--hand-cache-dir", type=click.Path(), help="Where the hands found in each shot are kept.")
 @backend_option
 def adapt(run, shots, out, layers, epochs, lr, replay, batch_size, seed, add_classes, hand_cache_dir, backend):

@@ -94,7 +94,8 @@ def batches(images, num_classes, batch_size, shuffle_seed=None, augment_seed=Non
 
 
 def shuffled_batches(images, batch_size, shuffle_seed=None, drop_remainder=False):
-    """`(uint8 images, labels)` batches of `decoded_images` or a disk cache, shuffled by `shuffle_seed` (None: in order)."""
+    """`(uint8 images, labels)` batches of `decoded_images` or a disk cache, shuffled by `shuffle_seed` (None: in
+    order)."""
     if hasattr(images, "batched"):  # a disk cache shuffles indices and reads each batch's rows
         return images.batched(batch_size, shuffle_seed, drop_remainder)
     if shuffle_seed is not None:

@@ -105,7 +105,8 @@ def to_tflite(model, quantize="none", calibration_images=None, io_type="uint8"):
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantize == "int8":
-        converter.representative_dataset = lambda: one_by_one(calibration_images, [tensor.name for tensor in model.inputs])
+        names = [tensor.name for tensor in model.inputs]
+        converter.representative_dataset = lambda: one_by_one(calibration_images, names)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io_type)
     try:

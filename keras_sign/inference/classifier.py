@@ -153,7 +153,8 @@ class Classifier:
 
     def predict(self, images, calibrated=True, batch_size=BATCH_SIZE):
         """Class probabilities `(n, classes)` of raw uint8 RGB images `(n, size, size, 3)` (an array, or an
-        iterable of such batches; a landmark model's features `(n, 63)`, a fusion model's tuple of both), with the calibrated temperature applied unless `calibrated=False`."""
+        iterable of such batches; a landmark model's features `(n, 63)`, a fusion model's tuple of both), with
+        the calibrated temperature applied unless `calibrated=False`."""
         probabilities = predict_in_batches(self.model.predict, images, batch_size)
         if probabilities is None:
             probabilities = np.zeros((0, len(self.class_names)), np.float32)

@@ -51,7 +51,9 @@ def _members(run_paths):
 def _finding(hands):
     """How a run's hand stage finds and crops the hand, whatever its model reads of it (the square, the landmarks or
     both): CNN, landmark and fusion members of an ensemble share one stage."""
-    return None if not hands else {key: value for key, value in hands.items() if key not in ("stage", "features", "what")}
+    if not hands:
+        return None
+    return {key: value for key, value in hands.items() if key not in ("stage", "features", "what")}
 
 
 def ensemble_hands(infos):

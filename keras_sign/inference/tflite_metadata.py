@@ -199,8 +199,8 @@ class _Table:
 
 def read_metadata(tflite_model):
     """What a model's metadata says, or None when it has none: `name`, `description`, `version`,
-    `author`, `min_parser_version`, the names of its `inputs`, the image input's `mean`/`std`, the output's `label_files` and, when
-    that file is zipped onto the model, the `labels`."""
+    `author`, `min_parser_version`, the names of its `inputs`, the image input's `mean`/`std`, the output's
+    `label_files` and, when that file is zipped onto the model, the `labels`."""
     from keras_sign.inference.runtimes import import_export_dependency
 
     schema = import_export_dependency("ai_edge_litert.schema_py_generated")

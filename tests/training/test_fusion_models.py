@@ -2,13 +2,13 @@
 trains on real hands in seconds and goes through evaluate, predict, transcribe and export like any run."""
 
 import json
-import shutil
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, invoke, one_line_error, run_cli
+from conftest import (SHARED_DATA, assert_spells_a_clip_through_the_hand_stage, invoke, massey_subset, one_line_error,
+                      run_cli)
 from keras_sign.data.fusion import epochs_of_fusion_batches
 from keras_sign.hands.features import FEATURES
 from keras_sign.models.registry import build_model, canonical_name, get_spec
@@ -25,14 +25,8 @@ SIZE = 48
 def fusion_run(tmp_path_factory):
     """A fusion model (MobileNetV3-Small + landmarks) of 6 of Massey's letters, 6 photos of each per signer, one
     signer held out."""
-    if not MASSEY.is_dir():
-        pytest.skip(f"{MASSEY} is not present")
     root = tmp_path_factory.mktemp("fusion")
-    for signer in ("hand1", "hand2", "hand3"):
-        for sign in SIGNS:
-            (root / "data" / signer / sign).mkdir(parents=True)
-            for photo in sorted((MASSEY / signer / sign).iterdir())[:6]:
-                shutil.copy(photo, root / "data" / signer / sign / photo.name)
+    massey_subset(root / "data", SIGNS, 6)
     run = root / "run"
     result = run_cli("train", "--arch", "fusion:mobilenetv3", "--data-dir", root / "data", "--split", "signer",
                      "--epochs", "25", "--batch-size", "16", "--image-size", str(SIZE), "--seed", "3", "--out", run,
@@ -72,12 +66,7 @@ def test_predict_and_transcribe_of_a_fusion_run_read_the_square_and_the_landmark
     # Both inputs matter: the same square with another hand's features is another answer.
     other = classifier.predict((square[None], np.zeros((1, FEATURES), np.float32)))[0]
     assert not np.allclose(other, probabilities, atol=1e-3)
-    result = run_cli("data", "clip", "--text", "CAB", "--run", fusion_run, "--split", "test", "--out",
-                     tmp_path / "clip", "--seed", "2")
-    assert result.returncode == 0, result.stderr[-2000:]
-    spelled = run_cli("transcribe", fusion_run, tmp_path / "clip" / "frames", "--fps", "15", "--reference", "CAB")
-    assert spelled.returncode == 0, spelled.stderr[-2000:]
-    assert "the hand stage" in spelled.stderr and "CER " in spelled.stdout
+    assert_spells_a_clip_through_the_hand_stage(fusion_run, tmp_path / "clip")
 
 
 def test_an_ensemble_mixes_a_fusion_and_a_landmark_model(fusion_run, tmp_path):

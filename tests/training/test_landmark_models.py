@@ -2,13 +2,13 @@
 goes through evaluate, calibrate, compare, predict and transcribe like a CNN's."""
 
 import json
-import shutil
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, invoke, one_line_error, run_cli
+from conftest import (SHARED_DATA, assert_spells_a_clip_through_the_hand_stage, invoke, massey_subset, one_line_error,
+                      run_cli)
 from keras_sign.data.landmarks import epochs_of_landmark_batches
 from keras_sign.hands.detector import HandDetector
 from keras_sign.hands.features import FEATURES, landmark_features
@@ -25,14 +25,8 @@ SIGNS = ["a", "b", "c", "l", "v", "y"]
 @pytest.fixture(scope="module")
 def landmark_run(tmp_path_factory):
     """A landmark model of 6 of Massey's letters, 6 photos of each per signer, one signer held out."""
-    if not MASSEY.is_dir():
-        pytest.skip(f"{MASSEY} is not present")
     root = tmp_path_factory.mktemp("landmarks")
-    for signer in ("hand1", "hand2", "hand3"):
-        for sign in SIGNS:
-            (root / "data" / signer / sign).mkdir(parents=True)
-            for photo in sorted((MASSEY / signer / sign).iterdir())[:6]:
-                shutil.copy(photo, root / "data" / signer / sign / photo.name)
+    massey_subset(root / "data", SIGNS, 6)
     run = root / "run"
     result = run_cli("train", "--arch", "landmarks", "--data-dir", root / "data", "--split", "signer", "--epochs", "40",
                      "--batch-size", "16", "--seed", "3", "--out", run, "--hand-cache-dir", root / "hand-cache")
@@ -77,12 +71,7 @@ def test_a_landmark_run_compares_and_transcribes(landmark_run, tmp_path):
     code, output = invoke("compare", landmark_run, "--out", tmp_path / "compare")
     assert code == 0, output
     assert "landmark_mlp" in (tmp_path / "compare" / "compare.md").read_text()
-    result = run_cli("data", "clip", "--text", "CAB", "--run", landmark_run, "--split", "test", "--out",
-                     tmp_path / "clip", "--seed", "2")
-    assert result.returncode == 0, result.stderr[-2000:]
-    spelled = run_cli("transcribe", landmark_run, tmp_path / "clip" / "frames", "--fps", "15", "--reference", "CAB")
-    assert spelled.returncode == 0, spelled.stderr[-2000:]
-    assert "the hand stage" in spelled.stderr and "CER " in spelled.stdout
+    assert_spells_a_clip_through_the_hand_stage(landmark_run, tmp_path / "clip")
 
 
 def test_the_stage_and_the_architecture_must_agree(small_digits, tmp_path):
