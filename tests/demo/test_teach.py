@@ -81,3 +81,20 @@ def test_teach_mode_is_off_without_shots_and_needs_a_run_folder(landmark_parent,
     assert result[0] == 0, result[1]
     bundle = next((tmp_path / "exports").iterdir())
     one_line_error(*invoke("demo", bundle, "--shots", tmp_path / "shots", "--port", "8765"), "adapts a run folder")
+
+
+def test_the_page_can_correct_words_against_the_servers_word_list(landmark_parent):  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from keras_sign.demo.server import create_app
+    from keras_sign.inference.classifier import load_classifier
+    from keras_sign.spelling.lexicon import Lexicon
+
+    with TestClient(create_app(load_classifier(landmark_parent), lexicon=Lexicon.read("english"))) as client:
+        assert client.get("/api/info").json()["lexicon"] == "english"
+        with client.websocket_connect("/ws") as socket:
+            socket.send_text(json.dumps({"type": "settings", "hold": 0.3, "lexicon": False}))
+            socket.send_bytes(jpeg(sorted((MASSEY / "hand3" / "a").iterdir())[0]))
+            assert socket.receive_json()["type"] == "frame"  # the settings were taken, not refused
+    with TestClient(create_app(load_classifier(landmark_parent))) as client:
+        assert client.get("/api/info").json()["lexicon"] is None
