@@ -172,7 +172,7 @@ def adapt(run_path, shots_folder, out, settings=AdaptSettings(), evaluate=True, 
                             else f"{validation} validation photos are too few to fit it again")
             staging.path.rename(out)
         except OSError:
-            if out.exists() and not staging.path.exists():
+            if out.exists():  # the rename found a folder another adapt into the same --out finished first
                 raise KerasSignError(f"{out} was written by another process while this one adapted; this one is "
                                      "discarded: use that one, or choose a new --out.") from None
             raise
@@ -191,7 +191,6 @@ def _fine_tuned(run, info, config, settings, train, hands, num_classes, progress
     import keras
 
     from keras_sign.models.saving import load_model
-    from keras_sign.runs.folder import SplitFiles as Files
     from keras_sign.training.fit import set_backbone_trainable, training_data
 
     model = load_model(run.path)
@@ -199,7 +198,7 @@ def _fine_tuned(run, info, config, settings, train, hands, num_classes, progress
         model = _grown(model, info.arch, num_classes)
     if settings.layers == "head":
         set_backbone_trainable(model, info.arch, False)
-    empty = Files([], [], [], None if train.crops is None else [])
+    empty = SplitFiles([], [], [], None if train.crops is None else [])
     data = training_data(config, {"train": train, "val": empty}, num_classes, 1, hands, info.hands)
     model.compile(optimizer=keras.optimizers.Adam(settings.lr), loss="categorical_crossentropy", metrics=["accuracy"])
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: progress(epoch + 1, settings.epochs))
