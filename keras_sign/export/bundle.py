@@ -42,7 +42,7 @@ from keras_sign.inference.classifier import Classifier, load_classifier
 from keras_sign.inference.runtimes import file_size
 from keras_sign.runs.atomic import atomic_write_json, check_writable
 from keras_sign.runs.folder import RunFolder
-from keras_sign.runs.record import RunInfo, bundle_json, model_sha256, reads_landmarks, write_bundle
+from keras_sign.runs.record import RunInfo, bundle_json, input_records, model_sha256, reads_landmarks, write_bundle
 
 log = logging.getLogger("keras_sign")
 
@@ -224,15 +224,12 @@ def _conversion(quantize, io_type, min_agreement, pools, info, run_path, class_n
 
 
 def _input_records(runtime, info):
-    """model.json's `input` (a fusion model: `inputs`, the pixels then the landmark features): each input's name,
-    shape, dtype and what it holds."""
-    meanings = ([{"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255]}] if info.preprocessing.reads_pixels
-                else []) + ([{"meaning": "one hand's landmark features: preprocessing.hands.features says how to "
-                                         "compute them and gives a test vector"}] if reads_landmarks(info.hands) else [])
-    details = getattr(runtime, "inputs_details", [None] * len(meanings))  # only LiteRT models have typed tensors
-    records = [{"name": name, **_tensor_record(detail, shape), **meaning, "batch": "the batch dimension can be resized"}
-               for name, shape, detail, meaning in zip(runtime.input_names, runtime.input_shapes, details, meanings)]
-    return {"input": records[0]} if len(records) == 1 else {"inputs": records}
+    """model.json's `input` (or `inputs`): each of the exported file's inputs, its name, shape, dtype and what it
+    holds."""
+    details = getattr(runtime, "inputs_details", [None] * len(runtime.input_names))  # LiteRT's tensors are typed
+    return input_records(info.preprocessing, [
+        {"name": name, **_tensor_record(detail, shape), "batch": "the batch dimension can be resized"}
+        for name, shape, detail in zip(runtime.input_names, runtime.input_shapes, details)])
 
 
 def _tensor_record(details, shape):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_sign.errors import KerasSignError
-from keras_sign.inference.inputs import count, from_parts, is_inputs, padded, parts, rows
+from keras_sign.inference.inputs import as_float32, count, from_parts, is_inputs, padded, rows
 from keras_sign.inference.runtimes import KerasModel, load_model_file, model_file
 from keras_sign.runs.record import (
     LABELS_FILE,
@@ -175,10 +175,7 @@ class Classifier:
         import keras
 
         view = penultimate_model(self.model.model, self.record.arch)
-        def step(batch):
-            floats = [part.astype(np.float32) for part in parts(batch)]
-            return keras.tree.flatten(view.predict_on_batch(floats if len(floats) > 1 else floats[0]))
-
+        step = lambda batch: keras.tree.flatten(view.predict_on_batch(as_float32(batch)))  # noqa: E731
         outputs = _run_batches(step, _batches(images, batch_size))
         if outputs is None:
             raise KerasSignError("No images to evaluate.")

@@ -39,22 +39,16 @@ def features_and_probabilities(ensemble):
     import keras
 
     from keras_sign.inference.ensemble_model import ensemble_inputs
+    from keras_sign.models.fusion import arch_of
 
     members = [layer for layer in ensemble.layers if layer.name.startswith("member_")]
     inputs, inputs_of = ensemble_inputs(members)
     features, probabilities = [], []
     for layer in members:
         index, arch = layer.name.split("_", 2)[1:]
-        member_features, member_probabilities = penultimate_model(layer, _registered(arch))(inputs_of(layer, index))
+        member_features, member_probabilities = penultimate_model(layer, arch_of(arch))(inputs_of(layer, index))
         features.append(keras.layers.Flatten()(member_features))
         probabilities.append(member_probabilities)
     return keras.Model(inputs if len(inputs) > 1 else inputs[0],
                        [keras.layers.Concatenate()(features), keras.layers.Average()(probabilities)])
 
-
-def _registered(model_name):
-    """The architecture of a member named by its Keras model's name (`fusion_<cnn>` is `fusion:<cnn>`)."""
-    from keras_sign.models.fusion import PREFIX
-
-    prefix = PREFIX.replace(":", "_")
-    return PREFIX + model_name[len(prefix):] if model_name.startswith(prefix) else model_name

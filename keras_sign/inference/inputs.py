@@ -23,6 +23,12 @@ def is_inputs(value):
                                              all(isinstance(part, np.ndarray) for part in value))
 
 
+def as_float32(inputs):
+    """`inputs` as a Keras model's `predict_on_batch` takes them: a float32 array, or a list of them."""
+    arrays = [np.asarray(part, dtype=np.float32) for part in parts(inputs)]
+    return arrays if len(arrays) > 1 else arrays[0]
+
+
 def count(inputs):
     """The number of examples in `inputs`."""
     return len(parts(inputs)[0])

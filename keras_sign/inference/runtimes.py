@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_sign.errors import KerasSignError
-from keras_sign.inference.inputs import parts
+from keras_sign.inference.inputs import as_float32, parts
 from keras_sign.models.saving import load_model
 
 EXPORT_EXTRA = "pip install 'keras-sign[export]'"
@@ -184,8 +184,7 @@ class KerasModel:
         self.input_dtype = np.dtype(np.float32)
 
     def predict(self, inputs):
-        floats = [np.asarray(part, dtype=np.float32) for part in parts(inputs)]
-        return np.asarray(self.model.predict_on_batch(floats if len(floats) > 1 else floats[0]))
+        return np.asarray(self.model.predict_on_batch(as_float32(inputs)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,8 +20,20 @@ def cnn_of(name):
     return name[len(PREFIX):] if isinstance(name, str) and name.startswith(PREFIX) else None
 
 
+def keras_name(arch):
+    """The Keras model name of `fusion:<cnn>` (a model name cannot hold a colon)."""
+    return arch.replace(":", "_")
+
+
+def arch_of(model_name):
+    """The architecture a Keras model name stands for: `fusion_<cnn>` is `fusion:<cnn>`, any other is itself."""
+    prefix = keras_name(PREFIX)
+    return PREFIX + model_name[len(prefix):] if model_name.startswith(prefix) else model_name
+
+
 def build_fusion(spec, landmark_spec, num_classes, image_size, mean, std, dropout, bn_momentum, include_top, options):
-    """The two-input Keras model of `spec` (a `fusion_spec`): raw 0-255 RGB squares and landmark features in."""
+    """The two-input Keras model of `spec` (the registry's spec of `fusion:<cnn>`): raw 0-255 RGB squares and
+    landmark features in."""
     import keras
     from keras import layers
 
@@ -43,4 +55,4 @@ def build_fusion(spec, landmark_spec, num_classes, image_size, mean, std, dropou
     if include_top:
         x = layers.Dropout(0.3 if dropout is None else dropout, name="fusion_dropout")(features)
         features = classifier_output(layers.Dense(num_classes, name="fusion_logits")(x))
-    return keras.Model([image, landmarks], features, name=spec.name.replace(":", "_"))
+    return keras.Model([image, landmarks], features, name=keras_name(spec.name))

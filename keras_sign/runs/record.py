@@ -99,6 +99,17 @@ class Preprocessing:
         return cls(int(record["image_size"]), bool(center_crop), record.get("hands"))
 
 
+def input_records(preprocessing, records=None):
+    """model.json's `input` (a model of two: `inputs`, the pixels then the landmark features): what each input holds,
+    each merged with its entry of `records` (a runtime's name, shape, dtype, quantization)."""
+    meanings = ([{"layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255]}] if preprocessing.reads_pixels
+                else []) + ([{"meaning": "one hand's landmark features: preprocessing.hands.features says how to "
+                                         "compute them and gives a test vector"}] if preprocessing.reads_landmarks
+                            else [])
+    described = [{**given, **meaning} for given, meaning in zip(records or [{}] * len(meanings), meanings)]
+    return {"input": described[0]} if len(described) == 1 else {"inputs": described}
+
+
 @dataclasses.dataclass(frozen=True)
 class Calibration:
     """A run's calibration (`keras_sign.analysis.calibration`): the temperature its probabilities are

@@ -38,7 +38,8 @@ from keras_sign.inference.ensemble_model import build_ensemble, ensemble_hands
 from keras_sign.runs.atomic import atomic_write_csv, check_writable
 from keras_sign.runs.folder import RunFolder
 from keras_sign.runs.locks import FolderLock, remove_dead_staging
-from keras_sign.runs.record import HANDS_FILE, RunInfo, bundle_json, model_sha256, write_bundle, write_classes
+from keras_sign.runs.record import (HANDS_FILE, RunInfo, bundle_json, input_records, model_sha256, write_bundle,
+                                    write_classes)
 
 log = logging.getLogger("keras_sign")
 
@@ -118,7 +119,8 @@ def write_ensemble(run_paths, out):
         record = bundle_json(
             class_names, info.preprocessing, calibration,
             format="keras", file="model.keras",
-            **_input_record(info),
+            **input_records(info.preprocessing, [{"name": tensor.name, "shape": list(tensor.shape[1:])}
+                                                 for tensor in ensemble.inputs]),
             output={"meaning": "the mean of the members' softmax class probabilities, in labels.txt order"},
             arch="ensemble", members=info.members, keras_sign=__version__, created=info.extra["started"],
         )
@@ -135,16 +137,6 @@ def write_ensemble(run_paths, out):
         if staging.path.exists():
             shutil.rmtree(staging.path)
     return record
-
-
-def _input_record(info):
-    """model.json's `input` of an ensemble (`inputs` where its members read the hand's landmarks too)."""
-    records = ([{"name": "image", "layout": "NHWC", "channels": "RGB", "pixel_range": [0, 255],
-                 "shape": [info.image_size, info.image_size, 3]}] if info.preprocessing.reads_pixels else []) + (
-        [{"name": "landmarks", "shape": [info.hands["features"]["features"]],
-          "meaning": "one hand's landmark features (preprocessing.hands.features)"}]
-        if info.preprocessing.reads_landmarks else [])
-    return {"input": records[0]} if len(records) == 1 else {"inputs": records}
 
 
 def is_crossval(path):
