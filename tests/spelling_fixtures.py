@@ -37,6 +37,14 @@ def add_nothing_class(folder, count, seed=0):
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"empty-{index}.jpg", quality=90)
 
 
+def sure_photos(run, bundle):
+    """`{index: (label, probability)}` of the run's training photos that its bundle classifies right with > 0.9."""
+    paths, labels, _, class_names, _ = clip_photos(run, "train")
+    rows, _ = predict_files(load_classifier(bundle), paths, top_k=1)
+    return {i: (labels[i], row["predictions"][0]["probability"]) for i, row in enumerate(rows)
+            if row["predictions"][0]["class"] == class_names[labels[i]] and row["predictions"][0]["probability"] > 0.9}
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, worker_id):
     """A model that knows most of its 3 digit classes' training photos surely, and its TFLite bundle.
@@ -48,15 +56,21 @@ def trained(tmp_path_factory, worker_id):
     def build(root):
         data = copy_subset(SAMPLE, root / "digits", CLASSES[:3], 12)
         add_nothing_class(data / "nothing", 12)
-        # In a fresh process: what a worker's earlier in-process tests leave behind in TensorFlow (op
-        # determinism, for one) changes this tiny model's first steps, and then which photos it knows.
-        run = root / "run"
-        result = run_cli("train", "--data-dir", data, "--arch", "resnet18", "--epochs", "10", "--image-size", "32",
-                         "--batch-size", "8", "--seed", "2", "--no-augment", "--backend", "tensorflow", "--out", run,
-                         fresh=True)
-        assert result.returncode == 0, result.stderr[-3000:]
-        bundle = export_run(run, out=root / "exports")["bundle"]
-        return {"run": str(run), "bundle": str(bundle), "data": str(data), "root": str(root)}
+        # So small a model is chaotic: the CPU's floating-point kernels alone change which photos a seed's
+        # model knows (seed 2 knew every class on one machine and no `1` on another). The next seed is tried
+        # until one knows each class surely, which the clip needs.
+        for seed in (2, 3, 4, 5):
+            run = root / f"run-seed{seed}"
+            # In a fresh process: what a worker's earlier in-process tests leave behind in TensorFlow (op
+            # determinism, for one) changes this tiny model's first steps, and then which photos it knows.
+            result = run_cli("train", "--data-dir", data, "--arch", "resnet18", "--epochs", "10", "--image-size",
+                             "32", "--batch-size", "8", "--seed", str(seed), "--no-augment", "--backend", "tensorflow",
+                             "--out", run, fresh=True)
+            assert result.returncode == 0, result.stderr[-3000:]
+            bundle = export_run(run, out=root / f"exports-seed{seed}")["bundle"]
+            if {labels for labels, _ in sure_photos(run, bundle).values()} == set(range(len(CLASSES))):
+                return {"run": str(run), "bundle": str(bundle), "data": str(data), "root": str(root)}
+        raise AssertionError("no seed's model learned enough to spell with")
 
     return {key: Path(value) for key, value in built_once(tmp_path_factory, worker_id, "spelling", build).items()}
 
@@ -76,10 +90,7 @@ def clip(trained, tmp_path_factory, worker_id):
 
     def build(root):
         paths, labels, orientations, class_names, description = clip_photos(trained["run"], "train")
-        rows, _ = predict_files(load_classifier(trained["bundle"]), paths, top_k=1)
-        known = [i for i, row in enumerate(rows) if row["predictions"][0]["class"] == class_names[labels[i]]
-                 and row["predictions"][0]["probability"] > 0.9]
-        assert {labels[i] for i in known} == {0, 1, 2, 3}, "the model learned too little to spell with"
+        known = list(sure_photos(trained["run"], trained["bundle"]))
         folder = root / "clip"
         summary = build_clip(TEXT, [paths[i] for i in known], [labels[i] for i in known],
                              [orientations[i] for i in known], class_names, folder, fps=15, size=96, seed=4,
