@@ -73,6 +73,12 @@ def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, 
 @click.option("--min-margin", type=FINITE_FLOAT, default=DecoderSettings.min_margin, show_default=True,
               help="Lead of the top class over the second.")
 @click.option("--repeat-after", type=FINITE_FLOAT, help="Seconds of further holding that type the sign again.")
+@click.option("--repeat-move", type=FINITE_FLOAT, default=DecoderSettings.repeat_move, show_default=True,
+              help="A double letter: the hand sliding this share of its size while holding a sign types it again "
+              "(models with a hand stage; 0 turns it off).")
+@click.option("--release", type=FINITE_FLOAT, default=DecoderSettings.release, show_default=True,
+              help="Seconds a typed sign must be gone (no hand, unsure, another sign) before it types again when it "
+              "comes back: shorter drop-outs are the same hold.")
 @click.option("--word-gap", type=FINITE_FLOAT, help="Seconds of idle hand that end a word with a space (default: 0.5 for a "
               "model without a space class, else off; 0 turns it off).")
 @click.option("--smoothing", type=FINITE_FLOAT, default=DecoderSettings.smoothing, show_default=True,
@@ -89,9 +95,9 @@ def predict(ctx, model, inputs, top_k, output_format, out, batch_size, threads, 
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for LiteRT and onnxruntime.")
 @backend_option
-def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margin, repeat_after, word_gap, smoothing,
-               unsure_below, reference, events_path, timeline_path, overlay_path, lexicon, say, batch_size, threads,
-               backend):
+def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margin, repeat_after, repeat_move, release,
+               word_gap, smoothing, unsure_below, reference, events_path, timeline_path, overlay_path, lexicon, say,
+               batch_size, threads, backend):
     """Spell out a video file, a folder of frames (--fps) or a camera (--camera N) into text."""
 
     from keras_sign.spelling.decoder import SpellingDecoder, default_word_gap
@@ -99,8 +105,8 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
     command_started = time.perf_counter()
     if (source is None) == (camera is None):
         raise KerasSignError("Pass a SOURCE (video file or folder of frames) or --camera N, not both.")
-    DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing,
-                    unsure_below or 0.0).validate()
+    DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing, unsure_below or 0.0,
+                    repeat_move or None, release).validate()
     words = None
     if lexicon:
         from keras_sign.spelling.lexicon import Lexicon
@@ -131,7 +137,8 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
         if unsure_below:
             click.echo(f"frames below {unsure_below:.2f} confidence count as no sign (the model's reject threshold; "
                        "--unsure-below 0 turns this off)", err=True)
-    settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing, unsure_below)
+    settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing, unsure_below,
+                               repeat_move or None, release)
     decoder = SpellingDecoder(classifier.class_names, settings, words)
     warn_about_missing_controls(classifier.class_names, settings)
     overlay = OverlayWriter(overlay_path, frames.fps) if overlay_path else None

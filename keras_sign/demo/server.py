@@ -139,7 +139,8 @@ class TabSession:
         """Classify a frame and feed the decoder; the message for the page."""
         probabilities, times, hand, self.regions = self.model.classify_jpeg(data, self.regions)
         decoder_started = time.perf_counter()
-        events = self.decoder.update(time.monotonic() - self.started, probabilities)
+        square = None if hand is None else hand.crop_box(self.model.classifier.record.preprocessing.hands["margin"])
+        events = self.decoder.update(time.monotonic() - self.started, probabilities, square)
         times["decoder"] = 1000 * (time.perf_counter() - decoder_started)
         times["total"] = sum(times.values())
         return {
@@ -150,6 +151,7 @@ class TabSession:
             "events": [dataclasses.asdict(event) for event in events],
             "latency_ms": {name: round(value, 2) for name, value in times.items()},
             "dropped": self.dropped,
+            "lexicon": self.decoder.lexicon is not None,  # whether this tab's words are corrected
             **({"hand": _hand_message(hand, self.model.classifier)} if self.model.classifier.hand_stage else {}),
         }
 

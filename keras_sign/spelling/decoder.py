@@ -16,6 +16,15 @@ The rules, all in seconds so that a 15 fps camera and a 60 fps video spell the s
 - A candidate held for `hold` seconds is committed once. It is not committed again until the hand
   changes (another candidate, `nothing`, or too little confidence), unless `repeat_after` is set:
   then a hold that lasts that much longer commits it again (the LL of HELLO without moving).
+- A committed symbol that drops out for less than `release` seconds (a frame or two the hand stage lost
+  or the model doubted, a flicker to a neighbouring handshape) and comes back is the same hold: it is
+  not typed again. A longer break (a signer's pause between the two holds of a double letter) types it
+  again.
+- A double letter as signers make it, the same handshape slid a little to one side and held again: given
+  each frame's hand square (`hand`, from the hand stage), a committed symbol whose hand has moved
+  `repeat_move` of the square's side from where it was committed is held afresh and typed again. J and Z
+  are signed by moving, so moving them types nothing more. Without a hand stage there is no square and the
+  rule does nothing.
 - Classes named `space`, `del` and `nothing` act as space, backspace and idle (a space never
   doubles and never starts the text; backspace on empty text does nothing). Other class names of
   one character are symbols, letters upper-cased (Massey's `a` is A); longer names such as
@@ -36,6 +45,8 @@ import numpy as np
 from keras_sign.errors import KerasSignError
 
 SPACE, DELETE, IDLE = "space", "del", "nothing"
+MOVING_LETTERS = frozenset("JZ")  # signed by a movement: a moving hand is the letter itself, not a double
+SLIDE_SIZE_CHANGE = 0.2  # the most a sliding hand's square grows or shrinks (a share of its side)
 
 
 WORD_GAP_WITHOUT_SPACE_CLASS = 0.5  # seconds; measured with the defaults below (docs/sign-to-text.md, "How well it spells")
@@ -53,6 +64,10 @@ class DecoderSettings:
     word_gap: float | None = None  # seconds of idle or low confidence that end a word with a space
     smoothing: float = 0.0  # seconds: time constant of the moving average (0: none; 0.1 and 0.2 did not help)
     unsure_below: float = 0.0  # a frame's own top probability below this: unsure, no sign (0: every frame counts)
+    # The double-letter rules: chosen on validation clips of doubled letters (benchmarks/double_letters.py,
+    # docs/sign-to-text.md "Double letters").
+    repeat_move: float | None = 0.15  # sides of the hand's square it slides, holding a sign, to type it again
+    release: float = 0.15  # seconds a committed sign must be gone before it is typed again when it comes back
 
     def validate(self):
         """Raise `KerasSignError` naming the first value that cannot work."""
@@ -70,6 +85,9 @@ class DecoderSettings:
              f"--word-gap must be a positive number of seconds (got {self.word_gap})."),
             (self.smoothing >= 0, f"--smoothing must be 0 or more seconds (got {self.smoothing})."),
             (0 <= self.unsure_below <= 1, f"--unsure-below must be between 0 and 1 (got {self.unsure_below})."),
+            (self.release >= 0, f"--release must be 0 or more seconds (got {self.release})."),
+            (self.repeat_move is None or self.repeat_move > 0,
+             f"--repeat-move must be a positive share of the hand's size such as 0.15 (got {self.repeat_move})."),
         ]
         for ok, message in checks:
             if not ok:
@@ -143,9 +161,14 @@ class SpellingDecoder:
         self.candidate_since = None
         self.committed_at = None  # when the current candidate was last committed; None: not yet
         self.idle_since = None
+        self.committed_where = None  # the hand's square `(x, y, side)` when the candidate was last committed
+        # `(when, candidate, candidate_since, committed_at, committed_where)` of the committed candidate last left,
+        # which may still come back as the same hold (`release`)
+        self.left = None
 
-    def update(self, time, probabilities):
-        """Feed one frame's class probabilities at `time` seconds; return the events it caused."""
+    def update(self, time, probabilities, hand=None):
+        """Feed one frame's class probabilities at `time` seconds, with the hand's square `(x, y, side)` in the
+        frame when the hand stage found one; return the events it caused."""
         probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
         if len(probabilities) != len(self.class_names):
             raise ValueError(f"{len(probabilities)} probabilities for {len(self.class_names)} classes")
@@ -154,13 +177,15 @@ class SpellingDecoder:
         self._smooth(float(time), probabilities)
         candidate, confidence = self._candidate()
         if candidate != self.candidate:  # the hand changed: the new candidate's hold starts now
-            self.candidate, self.candidate_since, self.committed_at = candidate, time, None
+            self._change(time, candidate)
         self.confidence = confidence
         action = "idle" if candidate is None else self.keys[candidate][0]
         if action == "idle":
             self.idle_since = time if self.idle_since is None else self.idle_since
             return self._word_gap(time)
         self.idle_since = None
+        if self._moved_on(hand):  # the same handshape slid to a new place: a double letter, held afresh
+            self.candidate_since, self.committed_at = time, None
         held = time - self.candidate_since + self.interval  # a frame stands for the time until the next one
         if self.committed_at is None:
             due = held >= self.settings.hold - 1e-9
@@ -168,7 +193,7 @@ class SpellingDecoder:
             due = self.settings.repeat_after is not None and time - self.committed_at >= self.settings.repeat_after - 1e-9
         if not due:
             return []
-        self.committed_at = time
+        self.committed_at, self.committed_where, self.left = time, hand, None
         return self._type(time, *self.keys[candidate], confidence)
 
     @property
@@ -195,6 +220,30 @@ class SpellingDecoder:
             weight = 1.0 - math.exp(-self.interval / self.settings.smoothing)
             self.smoothed = self.smoothed + weight * (probabilities - self.smoothed)
         self.last_time = time
+
+    def _change(self, time, candidate):
+        """A new candidate; the one it replaces, if committed, may still come back within `release`."""
+        if self.committed_at is not None:
+            self.left = (time, self.candidate, self.candidate_since, self.committed_at, self.committed_where)
+        if self.left is not None and self.left[1] == candidate and time - self.left[0] < self.settings.release - 1e-9:
+            # it came back: the same hold goes on
+            _, self.candidate, self.candidate_since, self.committed_at, self.committed_where = self.left
+            self.left = None
+            return
+        self.candidate, self.candidate_since, self.committed_at = candidate, time, None
+
+    def _moved_on(self, hand):
+        """Whether the hand has slid `repeat_move` sides of its square from where its sign was committed."""
+        where, limit = self.committed_where, self.settings.repeat_move
+        if limit is None or hand is None or where is None or self.committed_at is None:
+            return False
+        if self.keys[self.candidate][1] in MOVING_LETTERS:
+            return False
+        (x, y, side), (x0, y0, side0) = hand, where
+        if abs(side / side0 - 1) > SLIDE_SIZE_CHANGE:
+            return False  # not a slide: the hand came nearer or went away, or the tracker's square ran off
+        distance = math.hypot(x + side / 2 - x0 - side0 / 2, y + side / 2 - y0 - side0 / 2)
+        return distance >= limit * side0
 
     def _candidate(self):
         order = np.argsort(self.smoothed)[::-1]

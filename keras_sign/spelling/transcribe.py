@@ -147,7 +147,8 @@ def transcribe(classifier, source, decoder, crop=None, batch_size=BATCH_SIZE, ov
                 hand_seconds += time.perf_counter() - stage_started
                 probabilities, tops, boxes = _hand_frames(classifier, crops, hands)
             for seconds, picture, frame_box, row, top in zip(times, pictures, boxes, probabilities, tops):
-                new = decoder.update(seconds, row)
+                # the hand's square lets the decoder see a double letter's slide; a fixed crop tells it nothing
+                new = decoder.update(seconds, row, frame_box[:3] if stage is not None and frame_box else None)
                 events += new
                 state = decoder.state
                 timeline.append([round(seconds, 4)] + [v for name, p in top for v in (name, round(p, 4))]

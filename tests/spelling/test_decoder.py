@@ -54,6 +54,52 @@ def test_a_long_hold_repeats_only_with_repeat_after():
     assert spell([("l", 0.5), (None, 0.2), ("l", 0.5)])[0] == "LL"
 
 
+def slid(segments, fps=30, classes=CLASSES + ["j"], **settings):
+    """Spell `segments` of (class name, seconds, the hand's centre x at the start, at the end) with the hand's
+    square (side 100 px) moving linearly from one to the other."""
+    decoder = SpellingDecoder(classes, DecoderSettings(**{"hold": 0.3, **settings}))
+    start = 0.0
+    for name, seconds, x0, x1 in segments:
+        count = round(seconds * fps)
+        for i in range(count):
+            x = x0 + (x1 - x0) * (i + 1) / count
+            decoder.update(start + i / fps, confident(name, classes), (x - 50, 200.0, 100.0))
+        start += count / fps
+    return decoder.text
+
+
+def test_a_letter_held_slid_and_held_again_is_typed_twice_with_repeat_move():
+    hello_ll = [("l", 0.6, 300, 300), ("l", 0.3, 300, 330), ("l", 0.6, 330, 330)]  # a slide of 0.3 of the hand
+    assert slid(hello_ll, repeat_move=None) == "L"  # off: one long hold
+    assert slid(hello_ll) == "LL"  # the default, 0.15
+    assert slid(hello_ll, repeat_move=0.2) == "LL"
+    assert slid(hello_ll, repeat_move=0.4) == "L"  # not far enough
+    assert slid([("l", 0.6, 300, 300), ("l", 0.1, 300, 330)], repeat_move=0.2) == "L"  # moved, not held again
+    # a hand drifting a little while it holds one letter, and the moving letter J, type one letter
+    assert slid([("l", 1.2, 300, 310)], repeat_move=0.2) == "L"
+    assert slid([("j", 0.6, 300, 300), ("j", 0.3, 300, 360), ("j", 0.6, 360, 360)], repeat_move=0.2) == "J"
+    # a triple: two slides
+    assert slid([*hello_ll, ("l", 0.3, 330, 300), ("l", 0.6, 300, 300)], repeat_move=0.2) == "LLL"
+    # without the hand's square (a model without a hand stage) the rule has nothing to go on
+    assert spell([("l", 2.0)], repeat_move=0.2)[0] == "L"
+    # a square that grows as it moves is the hand coming nearer (or the tracker running off), not a slide
+    decoder = SpellingDecoder(CLASSES, DecoderSettings(hold=0.3))
+    for i in range(45):
+        side = 100 + 4 * max(0, i - 18)
+        decoder.update(i / 30, confident("l"), (250, 150, side))  # its centre moves as it grows
+    assert decoder.text == "L"
+
+
+def test_a_sign_lost_for_a_moment_is_still_the_same_hold():
+    dropout = [("l", 0.6), (None, 0.1), ("l", 0.6)]  # three frames the hand stage or the model lost
+    assert spell(dropout)[0] == "L"  # the default --release 0.15
+    assert spell(dropout, release=0)[0] == "LL"
+    flicker = [("l", 0.6), ("c", 0.07), ("l", 0.6)]  # two frames of a neighbouring handshape
+    assert spell(flicker)[0] == "L" and spell(flicker, release=0)[0] == "LL"
+    assert spell([("l", 0.6), (None, 0.25), ("l", 0.6)])[0] == "LL"  # a pause between two holds: a double
+    assert spell([("l", 0.6), ("c", 0.5), ("l", 0.6)])[0] == "LCL"  # another letter in between
+
+
 def test_delete_and_space_edit_the_text_and_are_harmless_at_the_edges():
     text, events = spell([("del", 0.5), ("space", 0.5), ("a", 0.5), ("b", 0.5), ("del", 0.5), ("space", 0.5),
                           ("nothing", 0.2), ("space", 0.5), ("c", 0.5)])
@@ -145,13 +191,15 @@ def test_models_without_control_classes_spell_letters_and_digits():
     ({"word_gap": -2}, "--word-gap must be a positive"),
     ({"smoothing": -0.1}, "--smoothing must be 0 or more"),
     ({"unsure_below": 1.2}, "--unsure-below must be between 0 and 1"),
+    ({"repeat_move": -0.1}, "--repeat-move must be a positive share"),
+    ({"release": -1}, "--release must be 0 or more"),
 ])
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(KerasSignError, match=message):
         SpellingDecoder(CLASSES, DecoderSettings(**settings))
 
 
-@pytest.mark.parametrize("field", ["hold", "smoothing", "repeat_after", "word_gap", "min_confidence"])
+@pytest.mark.parametrize("field", ["hold", "smoothing", "repeat_after", "word_gap", "min_confidence", "repeat_move", "release"])
 def test_decoder_settings_refuse_what_is_not_finite(field):
     """The demo page's settings arrive as JSON, where Python reads `Infinity` and `NaN`."""
     with pytest.raises(KerasSignError, match="must be a finite number"):
