@@ -92,11 +92,15 @@ def data_validate(path, cache_dir, hand_models, hand_cache_dir):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the photos, hold times and drift.")
 @click.option("--empty", type=click.Path(dir_okay=False), help="A photo of an empty room or backdrop for the idle "
               "stretches (the lead and the pauses between words): no hand in view.")
-def data_clip(text, run, split, data_dir, out, fps, size, seed, empty):
+@click.option("--double", type=click.Choice(["pause", "slide"]), default="pause", show_default=True,
+              help="How a repeated letter (the LL of HELLO) is made: a brief pause between two holds, or the same "
+              "handshape slid a little to one side and held again, as signers do.")
+def data_clip(text, run, split, data_dir, out, fps, size, seed, empty, double):
     """Build a fingerspelled test clip from real photos (each symbol held 0.4-1.2 s, drifting)."""
     from keras_sign.spelling.clip import build_clip, clip_photos
 
     paths, labels, orientations, class_names, description = clip_photos(run, split, data_dir)
-    summary = build_clip(text, paths, labels, orientations, class_names, out, fps, size, seed, description, empty)
+    summary = build_clip(text, paths, labels, orientations, class_names, out, fps, size, seed, description, empty,
+                         double)
     click.echo(f"'{summary['text']}' from {description}: {summary['frames']} frames, {summary['seconds']:.1f} s at "
                f"{fps:g} frames/s in {out}/frames" + (f" and {out}/clip.mp4" if summary["video"] else ""))

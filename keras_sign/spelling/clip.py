@@ -5,8 +5,10 @@
 
 Each symbol shows one photo of its class (a random one, seeded) for a random 0.4-1.2 s, moving a
 little from frame to frame (shift, scale and brightness drift, as a hand and a camera do), with a
-short cross-fade to the next symbol. A letter that repeats (the LL of HELLO) is separated by a
-brief idle moment, as a signer's small movement separates it. Between words the clip holds the
+short cross-fade to the next symbol. A letter that repeats (the LL of HELLO) is made one of two
+ways (`double`): `pause`, a brief idle moment between the two holds; or `slide`, as signers make it:
+the hand holds the letter, slides the same handshape a little to one side and holds it again (the
+photos are then drawn at `SLIDE_SCALE` of the frame, so that the hand stays in view). Between words the clip holds the
 `space` sign when the photos have that class; otherwise it idles, on `--empty` (a photo of an empty
 room: no hand at all) when given, else on `nothing` photos when there are any, else on blank background. Photos from a run's test split show a signer the model never saw.
 
@@ -34,6 +36,10 @@ log = logging.getLogger("keras_sign")
 HOLD_SECONDS = (0.4, 1.2)
 WORD_GAP_SECONDS = (0.6, 1.0)
 REPEAT_GAP_SECONDS = 0.25  # the idle moment between two holds of one letter
+DOUBLES = ("pause", "slide")  # how a repeated letter is made
+SLIDE_SECONDS = (0.2, 0.35)  # the slide between two holds of one letter
+SLIDE_DISTANCE = (0.15, 0.25)  # how far it slides, as a share of the frame's width
+SLIDE_SCALE = 0.75  # the photos' size in a clip with slides: room for the hand to move
 LEAD_SECONDS = 0.5  # idle before the first and after the last symbol
 TRANSITION_SECONDS = 0.15
 JITTER = {"shift": 0.04, "scale": 0.04, "brightness": 0.08}  # the most each drifts, as a fraction
@@ -47,6 +53,12 @@ class Segment:
     photo: Path | None
     orientation: int
     seconds: float
+    offset: float = 0.0  # where the photo stands, as a share of the frame's width right of the centre
+    slides_to: float | None = None  # where it has slid to by the segment's end (None: it stays)
+
+    @property
+    def end_offset(self):
+        return self.offset if self.slides_to is None else self.slides_to
 
 
 def photos_by_symbol(paths, labels, orientations, class_names):
@@ -66,9 +78,12 @@ def photos_by_symbol(paths, labels, orientations, class_names):
     return table
 
 
-def plan_segments(text, photos, rng, empty=None):
+def plan_segments(text, photos, rng, empty=None, double="pause"):
     """The clip's segments for `text` (upper-cased), or a clear error for a symbol with no photo. `empty` is a
-    photo without a hand (an empty room) that every idle stretch shows instead."""
+    photo without a hand (an empty room) that every idle stretch shows instead; `double` is how a repeated
+    letter is made (`DOUBLES`)."""
+    if double not in DOUBLES:
+        raise KerasSignError(f"--double must be one of {', '.join(DOUBLES)} (got {double!r}).")
     text = " ".join(text.upper().split())
     missing = sorted({c for c in text if c != " " and c not in photos})
     if not text or missing:
@@ -87,13 +102,26 @@ def plan_segments(text, photos, rng, empty=None):
         if symbol == " " and " " not in photos:
             segments.append(idle(float(rng.uniform(*WORD_GAP_SECONDS))))
         else:
+            hold = float(rng.uniform(*HOLD_SECONDS))
+            if symbol == previous and double == "slide":
+                segments += _slide(segments[-1], rng, hold)
+                continue
             if symbol == previous:
                 segments.append(idle(REPEAT_GAP_SECONDS))
             photo, orientation = photos[symbol][rng.integers(len(photos[symbol]))]
-            segments.append(Segment(symbol, photo, orientation, float(rng.uniform(*HOLD_SECONDS))))
+            segments.append(Segment(symbol, photo, orientation, hold))
         previous = symbol
     segments.append(idle(LEAD_SECONDS))
     return text, segments
+
+
+def _slide(held, rng, hold):
+    """The slide from the hold `held` (moved to one side first) to the same photo held again on the other."""
+    if held.offset == 0:
+        held.offset = float(rng.choice([-1, 1]) * rng.uniform(*SLIDE_DISTANCE) / 2)
+    return [Segment(held.symbol, held.photo, held.orientation, float(rng.uniform(*SLIDE_SECONDS)), held.offset,
+                    -held.offset),
+            Segment(held.symbol, held.photo, held.orientation, hold, -held.offset)]
 
 
 # What turns a picture upright for each EXIF orientation (as PIL.ImageOps.exif_transpose does).
@@ -134,10 +162,11 @@ class _Drift:
         return self.value
 
 
-def _jittered(image, drift, background):
+def _jittered(image, drift, background, offset=0.0, scale=1.0):
     size = image.size[0]
     dx, dy = drift[:2] * JITTER["shift"] * size
-    scale = 1 + drift[2] * JITTER["scale"]
+    dx += offset * size
+    scale *= 1 + drift[2] * JITTER["scale"]
     centre = (size - 1) / 2
     # PIL maps each output pixel back into the input: zoom about the centre, then shift.
     coefficients = (1 / scale, 0, centre - (centre + dx) / scale, 0, 1 / scale, centre - (centre + dy) / scale)
@@ -147,26 +176,29 @@ def _jittered(image, drift, background):
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
-def render(segments, fps, size, rng):
-    """The clip's frames (uint8 RGB `(size, size, 3)` each) and each segment's first and last frame."""
+def render(segments, fps, size, rng, scale=1.0):
+    """The clip's frames (uint8 RGB `(size, size, 3)` each) and each segment's first and last frame; `scale` is
+    the photos' size in the frame."""
     background = _background(segments, size)
     blank = Image.new("RGB", (size, size), background)
     drift = _Drift(rng)
     frames, spans = [], []
     for index, segment in enumerate(segments):
         picture = blank if segment.photo is None else _upright(segment.photo, segment.orientation, size)
-        start = len(frames)
-        for _ in range(max(1, round(segment.seconds * fps))):
-            frames.append(_jittered(picture, drift.step(), background))
+        start, count = len(frames), max(1, round(segment.seconds * fps))
+        for frame in range(count):
+            offset = segment.offset + (segment.end_offset - segment.offset) * (frame + 1) / count
+            frames.append(_jittered(picture, drift.step(), background, offset, scale))
         spans.append((start, len(frames) - 1))
-        if index + 1 < len(segments):  # cross-fade into the next segment
+        if index + 1 < len(segments):  # cross-fade into the next segment, moving to where it stands
             following = segments[index + 1]
             target = blank if following.photo is None else _upright(following.photo, following.orientation, size)
             steps = round(TRANSITION_SECONDS * fps)
             for step in range(1, steps + 1):
                 weight = step / (steps + 1)
                 mixed = Image.blend(picture, target, weight)
-                frames.append(_jittered(mixed, drift.step(), background))
+                offset = segment.end_offset + (following.offset - segment.end_offset) * weight
+                frames.append(_jittered(mixed, drift.step(), background, offset, scale))
     return frames, spans
 
 
@@ -209,11 +241,12 @@ def write_y4m(path, frames, fps):
 
 
 def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, size=160, seed=0, photos="photos",
-               empty=None):
+               empty=None, double="pause"):
     """Write the clip of `text` made from the photos into the new folder `out`; return `clip.json`'s dict.
 
     `photos` says where the photos came from, for `clip.json`; `empty` is a photo of an empty room or backdrop
-    that the idle stretches (the lead, the pauses between words) show, as a camera sees when the hand is away.
+    that the idle stretches (the lead, the pauses between words) show, as a camera sees when the hand is away;
+    `double` is how a repeated letter is made: `pause` or `slide` (`DOUBLES`).
     """
     if fps <= 0 or size < 32:
         raise KerasSignError(f"--fps must be positive and --size at least 32 (got {fps} and {size}).")
@@ -221,8 +254,9 @@ def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, si
         raise KerasSignError(f"--empty {empty} does not exist; pass a photo of an empty room or backdrop.")
     out = check_new_folder(out, "Clip folder")
     rng = np.random.default_rng(seed)
-    text, segments = plan_segments(text, photos_by_symbol(paths, labels, orientations, class_names), rng, empty)
-    frames, spans = render(segments, fps, size, rng)
+    text, segments = plan_segments(text, photos_by_symbol(paths, labels, orientations, class_names), rng, empty,
+                                   double)
+    frames, spans = render(segments, fps, size, rng, SLIDE_SCALE if double == "slide" else 1.0)
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "frames").mkdir(parents=True)
@@ -233,7 +267,7 @@ def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, si
         atomic_write_text(staging / "reference.txt", text + "\n")
         summary = {"text": text, "frames": len(frames), "seconds": round(len(frames) / fps, 3), "fps": fps,
                    "size": size, "seed": seed, "photos": photos, "video": "clip.mp4" if has_video else None,
-                   "empty": None if empty is None else str(empty)}
+                   "empty": None if empty is None else str(empty), "double": double}
         atomic_write_json(staging / "clip.json", summary)
         atomic_write_csv(staging / "timing.csv", ("symbol", "start_seconds", "end_seconds", "photo"), [
             [segment.symbol or "(idle)", round(first / fps, 3), round((last + 1) / fps, 3), segment.photo or "(blank)"]

@@ -47,6 +47,29 @@ def test_a_repeated_symbol_is_separated_by_a_short_idle_moment(trained, tmp_path
         build_clip("17", paths, labels, orientations, class_names, tmp_path / "d")
 
 
+def test_a_repeated_symbol_can_slide_as_signers_double_a_letter(trained, tmp_path):
+    paths, labels, orientations, class_names, _ = clip_photos(trained["run"], "train")
+    summary = build_clip("11", paths, labels, orientations, class_names, tmp_path / "c", size=64, double="slide")
+    rows = list(csv.DictReader((tmp_path / "c" / "timing.csv").open()))
+    assert [row["symbol"] for row in rows] == ["(idle)", "1", "1", "1", "(idle)"]  # hold, slide, hold: no idle
+    assert len({row["photo"] for row in rows[1:4]}) == 1 and summary["double"] == "slide"
+    frames = sorted((tmp_path / "c" / "frames").iterdir())
+
+    def middle(row):
+        index = round((float(row["start_seconds"]) + float(row["end_seconds"])) / 2 * 15)
+        return np.asarray(Image.open(frames[index]).convert("L"), np.float32)
+
+    first, second = middle(rows[1]), middle(rows[3])
+
+    def mismatch(dx):  # of the two holds, the second moved dx pixels to the right
+        return np.abs(first[:, max(0, -dx):64 - max(0, dx)] - second[:, max(0, dx):64 - max(0, -dx)]).mean()
+
+    shift = min(range(-20, 21), key=mismatch)
+    assert abs(shift) >= 0.15 * 64 - 4  # the slide's 15-25% of the frame, give or take the drift
+    with pytest.raises(KerasSignError, match="--double must be one of pause, slide"):
+        build_clip("11", paths, labels, orientations, class_names, tmp_path / "d", double="bounce")
+
+
 def test_a_y4m_clip_reads_back_as_its_frames(tmp_path):
     """The fake-camera format of the browser test: OpenCV (so `transcribe`) reads back what was written."""
     frames = [np.asarray(Image.open(path).convert("RGB").resize((96, 64))) for path in sorted(SAMPLE.glob("*/*"))[:6]]
