@@ -63,10 +63,27 @@ window.speechSynthesis.speak = (utterance) => { window.spoken.push(utterance.tex
 """
 
 
+# What the server says of each frame of a tab: is its text corrected against the word list?
+RECORD_LEXICON = """
+window.heard = [];
+const PageSocket = window.WebSocket;
+window.WebSocket = class extends PageSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "frame") window.heard.push(message.lexicon);
+    });
+  }
+};
+"""
+
+
 @contextlib.contextmanager
-def page_with_camera(y4m, url):
+def page_with_camera(y4m, url, script=""):
     """Debian's Chromium with `y4m` as its camera, on the demo page at `url` once it is connected: yields the
-    page and the list its script errors and failed requests go to. What the page speaks is in `window.spoken`."""
+    page and the list its script errors and failed requests go to. What the page speaks is in `window.spoken`;
+    `script` runs before the page's own."""
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -76,7 +93,7 @@ def page_with_camera(y4m, url):
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("requestfailed", lambda request: errors.append(f"{request.url} failed"))
-            page.add_init_script(RECORD_SPEECH)
+            page.add_init_script(RECORD_SPEECH + script)
             page.goto(url)
             page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')")
             yield page, errors
@@ -136,6 +153,7 @@ def test_the_page_spells_the_camera_clip_as_transcribe_does(trained, camera_clip
     screenshot.unlink(missing_ok=True)
     with page_with_camera(y4m, server) as (page, errors):
         assert "(LiteRT), 4 classes" in page.text_content("#model")
+        assert not page.is_visible("#lexicon-row")  # no word list on this server
         page.click("#start")
         # The fake camera plays the clip from its first frame when the page opens it, then loops:
         # the text one clip length after the camera started is the clip's.
@@ -166,11 +184,30 @@ def test_the_page_spells_the_camera_clip_as_transcribe_does(trained, camera_clip
     assert not errors, errors
     score = character_error_rate(expected, spelled)
     assert score["cer"] <= 0.2, (expected, spelled)  # measured: the same text, CER 0
-    assert tops >= set(CLASSES) and len(bars) > 10  # the bars followed the clip's signs
+    assert tops >= set(CLASSES) and len(bars) >= 5  # the bars followed the clip's signs (a sure model shows few values)
     assert 0 < latency < 1000 and frames_per_second > 0
     assert uploaded.startswith(f"{photo.name}: 2 ")  # the top class of a training photo of "2"
     assert spoken == [spelled] if spelled else spoken == []
     assert screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_the_pages_word_list_switch_turns_the_servers_correction_on_and_off(trained, camera_clip):  # noqa: F811
+    y4m, _ = camera_clip
+    with demo_server(trained["bundle"], "--lexicon", "english") as (url, _):
+        with page_with_camera(y4m, url, RECORD_LEXICON) as (page, errors):
+            assert page.is_visible("#lexicon-row") and page.text_content("#lexicon-name") == "english"
+            page.click("#start")
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Camera on')")
+            page.wait_for_function("window.heard.length > 10")
+            assert page.evaluate("window.heard.every((on) => on === true)")  # on by default
+            for on in (False, True):
+                page.set_checked("#lexicon", on)
+                page.wait_for_timeout(1000)  # frames already on their way are answered under the old setting
+                after = page.evaluate("window.heard.length")
+                page.wait_for_function(f"window.heard.length > {after + 10}")
+                assert page.evaluate(f"window.heard.slice({after}).every((said) => said === {str(on).lower()})")
+        assert not errors, errors
 
 
 @pytest.fixture(scope="module")
