@@ -6,6 +6,10 @@ words, and names and numbers, which the word list must leave alone.
 Each text is made into clips (`keras-sign data clip --run RUN --split SPLIT --seed S`, with an empty room in the
 pauses when --empty is given), spelled once with the decoder's defaults and once with the lexicon, in this process
 (the model is loaded once). Prints a table per group of texts, and the events' corrections.
+
+`--channel confusion` scores the spelled letters with the model's confusions on the run's validation photos
+(P(typed | signed), from the mean predicted probabilities of each class's photos) instead of the probabilities the
+model gave each letter as it was committed, which is what `transcribe --lexicon` does.
 """
 
 import argparse
@@ -19,8 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keras_sign.inference.classifier import load_classifier  # noqa: E402
+from keras_sign.inference.predict import predict_files  # noqa: E402
 from keras_sign.spelling.clip import build_clip, clip_photos  # noqa: E402
-from keras_sign.spelling.decoder import DecoderSettings, SpellingDecoder, default_word_gap  # noqa: E402
+from keras_sign.spelling.decoder import DecoderSettings, SpellingDecoder, default_word_gap, key_of  # noqa: E402
 from keras_sign.spelling.lexicon import Lexicon  # noqa: E402
 from keras_sign.spelling.transcribe import character_error_rate, transcribe  # noqa: E402
 from keras_sign.spelling.video import open_source  # noqa: E402
@@ -28,6 +33,36 @@ from keras_sign.spelling.video import open_source  # noqa: E402
 WORDS = ["HELLO WORLD", "THANK YOU", "GOOD MORNING", "WHERE IS THE TRAIN", "I NEED HELP", "PLEASE CALL MY FAMILY",
          "THE WATER IS COLD", "SEE YOU AT SCHOOL"]
 NAMES_AND_NUMBERS = ["KAI", "ZOE 42", "ROOM 204", "QUINN 7", "JAX", "OLGA 31", "CALL 911", "BEX 8"]
+
+
+class ConfusionLexicon(Lexicon):
+    """The word list with a noisy channel from a confusion matrix: `confusion[signed][typed]`."""
+
+    def __init__(self, lexicon, confusion):
+        super().__init__(lexicon.zipf, lexicon.source)
+        self.confusion = confusion
+
+    def typed_as(self, letter, j, spelled, letters):
+        return self.confusion.get(letter, {}).get(spelled[j], 0.0)
+
+
+def validation_confusion(classifier, run, smoothing=0.01):
+    """`{signed symbol: {typed symbol: probability}}`: the mean predicted probabilities of each class's validation
+    photos, smoothed so that no confusion is impossible."""
+    paths, labels, _, class_names, _ = clip_photos(run, "val")
+    rows, _ = predict_files(classifier, paths, top_k=len(class_names))
+    symbols = [key_of(name)[1] for name in class_names]
+    totals = {}
+    for row, label in zip(rows, labels):
+        signed = totals.setdefault(symbols[label], {})
+        for prediction in row["predictions"]:
+            typed = key_of(prediction["class"])[1]
+            signed[typed] = signed.get(typed, 0.0) + prediction["probability"]
+    confusion = {}
+    for signed, typed in totals.items():
+        total = sum(typed.values()) + smoothing * len(symbols)
+        confusion[signed] = {symbol: (typed.get(symbol, 0.0) + smoothing) / total for symbol in set(symbols)}
+    return confusion
 
 
 def word_error_rate(reference, spelled):
@@ -79,10 +114,13 @@ def main():
     parser.add_argument("--groups", default="words,names", help="words, names (numbers are left out without digits)")
     parser.add_argument("--grid", action="store_true", help="also score other lexicon constants (GRID) on the same "
                         "spellings: for choosing them, on validation clips")
+    parser.add_argument("--channel", choices=["probabilities", "confusion"], default="probabilities")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     classifier = load_classifier(args.run)
     lexicon = Lexicon.read(args.lexicon)
+    if args.channel == "confusion":
+        lexicon = ConfusionLexicon(lexicon, validation_confusion(classifier, args.run))
     paths, labels, orientations, class_names, description = clip_photos(args.run, args.split)
     symbols = {name.upper() for name in class_names if len(name) == 1}
     groups = {"words": WORDS, "names": NAMES_AND_NUMBERS}
@@ -107,7 +145,7 @@ def main():
                                 for constants in GRID]
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    print(f"\n{args.run}, {args.split} split, seeds {args.seeds}, lexicon {args.lexicon}\n")
+    print(f"\n{args.run}, {args.split} split, seeds {args.seeds}, lexicon {args.lexicon}, channel {args.channel}\n")
     print("| texts | clips | CER without | CER with the lexicon | WER without | WER with |\n| --- | ---: | ---: | ---: "
           "| ---: | ---: |")
     for group in args.groups.split(","):
@@ -126,7 +164,7 @@ def main():
             print(f"| {constants} | " + " | ".join(f"{cell:.3f}" for cell in cells) + " |")
     if args.json:
         args.json.write_text(json.dumps({"run": args.run, "split": args.split, "lexicon": args.lexicon,
-                                         "rows": rows}, indent=1) + "\n")
+                                         "channel": args.channel, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -96,10 +96,15 @@ class Lexicon:
         channel = 0.0
         for tag, i1, i2, j1, j2 in Levenshtein.opcodes(word, spelled):
             if tag in ("equal", "replace"):  # letters aligned one to one
-                channel += sum(math.log(max(letters[j].get(word[i], 0.0), FLOOR))
+                channel += sum(math.log(max(self.typed_as(word[i], j, spelled, letters), FLOOR))
                                for i, j in zip(range(i1, i2), range(j1, j2)))
             elif tag == "insert":  # typed, but not in the word
                 channel += (j2 - j1) * math.log(EXTRA_LETTER)
             elif tag == "delete":  # in the word, never typed
                 channel += (i2 - i1) * math.log(MISSED_LETTER)
         return prior + channel
+
+    def typed_as(self, letter, j, spelled, letters):
+        """The channel's probability that the word's `letter` came out as the `j`th spelled letter: what the model
+        gave `letter` at that moment."""
+        return letters[j].get(letter, 0.0)
