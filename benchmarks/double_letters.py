@@ -6,9 +6,9 @@ little to one side, held again) or with a brief pause between the holds (`--doub
 
 Each text is made into a clip per seed and transcribed once; each frame's probabilities and hand square are kept and
 replayed through a decoder per rule (`RULES`: none; `--release` and `--repeat-move` at several values, alone and
-together; `--repeat-after` at several times), so every rule reads the very same frames. Prints, per rule: the doubled-letter rate (the reference's double
-letters spelled as two), the false doubles (two equal letters in a row where the reference has one letter, per 100
-reference letters) and the CER.
+together; `--repeat-after` at several times), so every rule reads the very same frames. Prints, per rule: the
+doubled-letter rate (the reference's double letters spelled as two), the false doubles (two equal letters in a row
+where the reference has one letter, per 100 reference letters) and the CER.
 """
 
 import argparse
@@ -90,8 +90,8 @@ def main():
     classifier = load_classifier(args.run)
     paths, labels, orientations, class_names, description = clip_photos(args.run, args.split)
     # the decoder's defaults without its double-letter rules, which each rule then sets
-    base = DecoderSettings(word_gap=default_word_gap(classifier.class_names), unsure_below=classifier.unsure_below or 0.0,
-                           repeat_move=None, release=0.0)
+    base = DecoderSettings(word_gap=default_word_gap(classifier.class_names),
+                           unsure_below=classifier.unsure_below or 0.0, repeat_move=None, release=0.0)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for text in TEXTS:

@@ -137,8 +137,8 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
         if unsure_below:
             click.echo(f"frames below {unsure_below:.2f} confidence count as no sign (the model's reject threshold; "
                        "--unsure-below 0 turns this off)", err=True)
-    settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing, unsure_below,
-                               repeat_move or None, release)
+    settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing,
+                               unsure_below, repeat_move or None, release)
     decoder = SpellingDecoder(classifier.class_names, settings, words)
     warn_about_missing_controls(classifier.class_names, settings)
     overlay = OverlayWriter(overlay_path, frames.fps) if overlay_path else None

@@ -8,8 +8,8 @@ little from frame to frame (shift, scale and brightness drift, as a hand and a c
 short cross-fade to the next symbol. A letter that repeats (the LL of HELLO) is made one of two
 ways (`double`): `pause`, a brief idle moment between the two holds; or `slide`, as signers make it:
 the hand holds the letter, slides the same handshape a little to one side and holds it again (the
-photos are then drawn at `SLIDE_SCALE` of the frame, so that the hand stays in view). Between words the clip holds the
-`space` sign when the photos have that class; otherwise it idles, on `--empty` (a photo of an empty
+photos are then drawn at `SLIDE_SCALE` of the frame, so that the hand stays in view). Between words
+the clip holds the `space` sign when the photos have that class; otherwise it idles, on `--empty` (a photo of an empty
 room: no hand at all) when given, else on `nothing` photos when there are any, else on blank background. Photos from a run's test split show a signer the model never saw.
 
 Writes OUT/frames/frame-00000.jpg ..., OUT/clip.mp4 (with OpenCV), OUT/reference.txt (the text),

@@ -199,7 +199,8 @@ def test_bad_settings_are_refused(settings, message):
         SpellingDecoder(CLASSES, DecoderSettings(**settings))
 
 
-@pytest.mark.parametrize("field", ["hold", "smoothing", "repeat_after", "word_gap", "min_confidence", "repeat_move", "release"])
+@pytest.mark.parametrize("field", ["hold", "smoothing", "repeat_after", "word_gap", "min_confidence", "repeat_move",
+                                   "release"])
 def test_decoder_settings_refuse_what_is_not_finite(field):
     """The demo page's settings arrive as JSON, where Python reads `Infinity` and `NaN`."""
     with pytest.raises(KerasSignError, match="must be a finite number"):
