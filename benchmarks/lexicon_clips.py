@@ -100,8 +100,8 @@ def rescored(text, letters, lexicon, **constants):
             setattr(module, name, value)
 
 
-GRID = [{"MARGIN": margin, "CONFIDENT": confident, "MAX_EDITS": edits}
-        for margin in (20.0, 1e3, 1e5) for confident in (0.9, 0.7) for edits in (1, 2)]
+GRID = [{"MARGIN": margin, "CONFIDENT": confident, "MAX_EDITS": edits, "MISSED_LETTER": missed}
+        for margin in (20.0, 1e3, 1e5) for confident in (0.9, 0.7) for edits in (1, 2) for missed in (0.05, 0.3)]
 
 
 def main():
