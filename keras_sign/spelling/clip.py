@@ -270,7 +270,7 @@ def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, si
                    "empty": None if empty is None else str(empty), "double": double}
         atomic_write_json(staging / "clip.json", summary)
         atomic_write_csv(staging / "timing.csv", ("symbol", "start_seconds", "end_seconds", "photo"), [
-            [segment.symbol or "(idle)", round(first / fps, 3), round((last + 1) / fps, 3), segment.photo or "(blank)"]
+            [_label(segment), round(first / fps, 3), round((last + 1) / fps, 3), segment.photo or "(blank)"]
             for segment, (first, last) in zip(segments, spans)
         ])
         if out.exists():
@@ -281,6 +281,13 @@ def build_clip(text, paths, labels, orientations, class_names, out, fps=15.0, si
     if not has_video:
         log.warning("OpenCV is not installed: wrote the frames but no clip.mp4 (pip install 'keras-sign[video]').")
     return summary
+
+
+def _label(segment):
+    """What timing.csv says a segment spells: its symbol, `(idle)`, or `(slide)` between two holds of a letter."""
+    if segment.slides_to is not None:
+        return "(slide)"
+    return segment.symbol or "(idle)"
 
 
 def clip_photos(run=None, split="test", data_dir=None):

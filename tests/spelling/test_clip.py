@@ -51,7 +51,7 @@ def test_a_repeated_symbol_can_slide_as_signers_double_a_letter(trained, tmp_pat
     paths, labels, orientations, class_names, _ = clip_photos(trained["run"], "train")
     summary = build_clip("11", paths, labels, orientations, class_names, tmp_path / "c", size=64, double="slide")
     rows = list(csv.DictReader((tmp_path / "c" / "timing.csv").open()))
-    assert [row["symbol"] for row in rows] == ["(idle)", "1", "1", "1", "(idle)"]  # hold, slide, hold: no idle
+    assert [row["symbol"] for row in rows] == ["(idle)", "1", "(slide)", "1", "(idle)"]  # no idle between
     assert len({row["photo"] for row in rows[1:4]}) == 1 and summary["double"] == "slide"
     frames = sorted((tmp_path / "c" / "frames").iterdir())
 
