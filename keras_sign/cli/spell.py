@@ -179,7 +179,11 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
     for path in written:
         click.echo(f"wrote {path}", err=True)
     if speaker and transcript.text.strip():
-        subprocess.run([*speaker, transcript.text.strip()], check=False)
+        said = subprocess.run([*speaker, transcript.text.strip()], check=False, capture_output=True, text=True)
+        # espeak-ng exits 0 even when it finds no sound device; it says so on stderr, in many lines
+        if said.returncode != 0 or "error" in said.stderr.lower():
+            last = (said.stderr.strip().splitlines() or [f"exit status {said.returncode}"])[-1]
+            click.echo(f"--say: espeak-ng could not play the text (no sound device?): {last}", err=True)
 
 
 def speech_command():

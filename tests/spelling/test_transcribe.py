@@ -72,6 +72,30 @@ def test_transcribing_the_clip_spells_its_text(trained, clip, tmp_path):
     assert code == 0 and text in output.splitlines() and "count as no sign" not in output
 
 
+def fake_espeak(folder, stderr=""):
+    """An `espeak-ng` on PATH that writes what it was asked to say to `said.txt` (and `stderr` to its stderr)."""
+    folder.mkdir()
+    script = folder / "espeak-ng"
+    script.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {folder / 'said.txt'}\nprintf '{stderr}' >&2\n")
+    script.chmod(0o755)
+    return folder
+
+
+def test_say_speaks_the_text_and_says_when_it_could_not(trained, clip, tmp_path, monkeypatch):
+    folder, _ = clip
+    speaker = fake_espeak(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{speaker}{os.pathsep}{os.environ['PATH']}")
+    code, output = _invoke("transcribe", trained["bundle"], folder / "frames", "--fps", "15", "--say")
+    said = (speaker / "said.txt").read_text()
+    assert code == 0 and said.strip() and said in [line.strip() for line in output.splitlines()]  # what it printed
+    assert "could not play" not in output
+    # a machine without a sound device: espeak-ng exits 0 and says so on stderr
+    silent = fake_espeak(tmp_path / "silent", "ALSA lib pcm.c: Unknown PCM default\\nerror: No such file\\n")
+    monkeypatch.setenv("PATH", f"{silent}{os.pathsep}{os.environ['PATH']}")
+    code, output = _invoke("transcribe", trained["bundle"], folder / "frames", "--fps", "15", "--say")
+    assert code == 0 and "--say: espeak-ng could not play the text (no sound device?): error: No such file" in output
+
+
 def test_a_stream_that_breaks_midway_keeps_its_text(trained, clip, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
