@@ -49,11 +49,11 @@ class RecordingDecoder(SpellingDecoder):
         return super().update(time, probabilities, hand)
 
 
-def replay(class_names, settings, fed, end):
+def replay(class_names, settings, fed):
+    """The text a decoder with `settings` spells from the recorded frames."""
     decoder = SpellingDecoder(class_names, settings)
     for time, probabilities, hand in fed:
         decoder.update(time, probabilities, hand)
-    decoder.finish(end)
     return decoder.text.strip()
 
 
@@ -100,11 +100,10 @@ def main():
                 summary = build_clip(text, paths, labels, orientations, class_names, out, seed=seed,
                                      photos=description, double=args.double)
                 recorder = RecordingDecoder(classifier.class_names, base)
-                transcript, _ = transcribe(classifier, open_source(out / "frames", fps=summary["fps"]), recorder)
+                transcribe(classifier, open_source(out / "frames", fps=summary["fps"]), recorder)
                 row = {"text": text, "seed": seed, "rules": {}}
                 for name, values in RULES.items():
-                    spelled = replay(classifier.class_names, dataclasses.replace(base, **values), recorder.fed,
-                                     transcript.seconds)
+                    spelled = replay(classifier.class_names, dataclasses.replace(base, **values), recorder.fed)
                     wanted, made, false = doubles(text, spelled)
                     row["rules"][name] = {"spelled": spelled, "cer": character_error_rate(text, spelled)["cer"],
                                           "doubles": wanted, "doubled": made, "false_doubles": false}

@@ -164,7 +164,8 @@ def main():
             print(f"| {constants} | " + " | ".join(f"{cell:.3f}" for cell in cells) + " |")
     if args.json:
         args.json.write_text(json.dumps({"run": args.run, "split": args.split, "lexicon": args.lexicon,
-                                         "channel": args.channel, "rows": rows}, indent=1) + "\n")
+                                         "channel": args.channel, "grid": GRID if args.grid else None,
+                                         "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     keras-sign demo MODEL
 """
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -105,8 +106,8 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
     command_started = time.perf_counter()
     if (source is None) == (camera is None):
         raise KerasSignError("Pass a SOURCE (video file or folder of frames) or --camera N, not both.")
-    DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing, unsure_below or 0.0,
-                    repeat_move or None, release).validate()
+    requested = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing,
+                                unsure_below or 0.0, repeat_move or None, release).validate()
     words = None
     if lexicon:
         from keras_sign.spelling.lexicon import Lexicon
@@ -137,8 +138,7 @@ def transcribe(model, source, camera, fps, crop, hold, min_confidence, min_margi
         if unsure_below:
             click.echo(f"frames below {unsure_below:.2f} confidence count as no sign (the model's reject threshold; "
                        "--unsure-below 0 turns this off)", err=True)
-    settings = DecoderSettings(hold, min_confidence, min_margin, repeat_after, word_gap or None, smoothing,
-                               unsure_below, repeat_move or None, release)
+    settings = dataclasses.replace(requested, word_gap=word_gap or None, unsure_below=unsure_below)
     decoder = SpellingDecoder(classifier.class_names, settings, words)
     warn_about_missing_controls(classifier.class_names, settings)
     overlay = OverlayWriter(overlay_path, frames.fps) if overlay_path else None

@@ -140,7 +140,7 @@ class TabSession:
         probabilities, times, hand, self.regions = self.model.classify_jpeg(data, self.regions)
         decoder_started = time.perf_counter()
         square = None if hand is None else hand.crop_box(self.model.classifier.record.preprocessing.hands["margin"])
-        events = self.decoder.update(time.monotonic() - self.started, probabilities, square)
+        events = self.decoder.update(time.monotonic() - self.started, probabilities, square)  # a slide: a double
         times["decoder"] = 1000 * (time.perf_counter() - decoder_started)
         times["total"] = sum(times.values())
         return {
@@ -152,17 +152,17 @@ class TabSession:
             "latency_ms": {name: round(value, 2) for name, value in times.items()},
             "dropped": self.dropped,
             "lexicon": self.decoder.lexicon is not None,  # whether this tab's words are corrected
-            **({"hand": _hand_message(hand, self.model.classifier)} if self.model.classifier.hand_stage else {}),
+            **({"hand": _hand_message(hand, square)} if self.model.classifier.hand_stage else {}),
         }
 
 
-def _hand_message(hand, classifier):
-    """What the page draws of the hand: its 21 landmarks and the square the model sees, as shares of the frame's
-    width and height; None when the frame holds no hand."""
+def _hand_message(hand, square):
+    """What the page draws of the hand: its 21 landmarks and the square the model sees (`(x0, y0, side)` in pixels),
+    as shares of the frame's width and height; None when the frame holds no hand."""
     if hand is None:
         return None
     width, height = hand.image_size
-    x0, y0, side = hand.crop_box(classifier.record.preprocessing.hands["margin"])
+    x0, y0, side = square
     return {"landmarks": [[round(x / width, 4), round(y / height, 4)] for x, y in hand.landmarks[:, :2]],
             "box": [round(x0 / width, 4), round(y0 / height, 4), round(side / width, 4), round(side / height, 4)],
             "handedness": hand.handedness}
